@@ -6,9 +6,16 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// Prints every CRD as one YAML stream, or writes one file per CRD plus the
-/// kustomization that lists them.
-pub fn run(out_dir: Option<&Path>) -> anyhow::Result<()> {
+/// Prints every CRD as one YAML stream or as a Markdown reference, or writes
+/// one YAML file per CRD.
+pub fn run(out_dir: Option<&Path>, reference: bool) -> anyhow::Result<()> {
+    if reference {
+        let markdown = mcp_operator_api::reference::markdown(&mcp_operator_api::crds());
+        return std::io::stdout()
+            .lock()
+            .write_all(markdown.as_bytes())
+            .context("writing to stdout");
+    }
     let files = mcp_operator_api::crd_manifests().context("rendering CRDs as YAML")?;
     match out_dir {
         None => {

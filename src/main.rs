@@ -22,13 +22,16 @@ enum Command {
         /// of printing a multi-document stream.
         #[arg(long, env = "MCP_CRDS_OUT_DIR")]
         out_dir: Option<PathBuf>,
+        /// Print the Markdown reference of the CRDs (docs/crds.md) instead.
+        #[arg(long, conflicts_with = "out_dir")]
+        reference: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
+        Command::Crds { out_dir, reference } => crds::run(out_dir.as_deref(), reference),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod prompt;
+pub mod reference;
 pub mod resource;
 mod schema;
 pub mod server;
