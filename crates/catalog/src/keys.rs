@@ -1,0 +1,47 @@
+//! Where a server's catalog lives in Redis.
+//!
+//! Every key of one server carries the hash tag `{<namespace>/<name>}`, so in
+//! Redis Cluster they sit in one slot and a script can update them together.
+
+use crate::ServerId;
+
+/// The [`Published`](crate::Published) document, as JSON.
+pub fn catalog(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:catalog")
+}
+
+/// The current [`CatalogVersion`](crate::CatalogVersion) alone, so routers
+/// can check for changes without reading the whole catalog.
+pub fn version(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:version")
+}
+
+/// The pub/sub channel that carries [`Invalidation`](crate::Invalidation)s.
+pub fn channel(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:invalidate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of a key Redis Cluster hashes: the first `{...}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').expect("a hash tag");
+        let close = key[open..].find('}').expect("a closed hash tag") + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn keys_of_one_server_share_its_hash_tag() {
+        let server = ServerId {
+            namespace: "team-a".into(),
+            name: "weather".into(),
+        };
+        let keys = [catalog(&server), version(&server), channel(&server)];
+        assert!(
+            keys.iter().all(|k| hash_tag(k) == "team-a/weather"),
+            "{keys:?}"
+        );
+    }
+}
