@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Real Redis for the tests, from Debian's redis-server: one single node and
+# one 6-node Redis Cluster (3 primaries, 3 replicas), on loopback, without
+# persistence.
+#
+#   redis.sh up      start (installing redis-server first if missing), wait
+#                    until ready, print the export lines on stdout
+#   redis.sh down    stop every node and remove the state directory
+#   redis.sh status  exit 0 when the single node and the whole cluster are up
+#
+# Ports and state are configurable so that two environments can run at once:
+#   TESTENV_DIR                      state root (default: <repo>/.testenv)
+#   TESTENV_REDIS_PORT               single node (default 16379)
+#   TESTENV_REDIS_CLUSTER_BASE_PORT  first of six cluster ports (default 17000)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+state="${TESTENV_DIR:-$here/../../.testenv}/redis"
+single_port="${TESTENV_REDIS_PORT:-16379}"
+base="${TESTENV_REDIS_CLUSTER_BASE_PORT:-17000}"
+cluster_ports=()
+for i in 0 1 2 3 4 5; do cluster_ports+=($((base + i))); done
+
+log() { echo "redis.sh: $*" >&2; }
+
+install() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
+  log "installing Debian's redis-server and redis-tools"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server redis-tools >&2
+}
+
+cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}" 2>/dev/null; }
+
+start_node() {
+  local port=$1 dir="$state/$1"
+  shift
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
+    --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --save '' --appendonly no "$@" >&2
+}
+
+# wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.2 s.
+wait_until() {
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out waiting for $what (logs in $state/*/redis.log)"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+single_up() { [ "$(cli "$single_port" ping)" = PONG ]; }
+
+cluster_up() {
+  local port
+  for port in "${cluster_ports[@]}"; do
+    cli "$port" cluster info | grep -q '^cluster_state:ok' || return 1
+    cli "$port" cluster info | grep -q '^cluster_known_nodes:6' || return 1
+    # Replicas must have finished their first sync, or a test that reads a
+    # replica right away sees an empty node.
+    if cli "$port" info replication | grep -q '^role:slave'; then
+      cli "$port" info replication | grep -q '^master_link_status:up' || return 1
+    fi
+  done
+}
+
+nodes_answer() {
+  local port
+  for port in "${cluster_ports[@]}"; do [ "$(cli "$port" ping)" = PONG ] || return 1; done
+}
+
+exports() {
+  local urls=() port
+  for port in "${cluster_ports[@]}"; do urls+=("redis://127.0.0.1:$port"); done
+  echo "export MCP_REDIS_URL=redis://127.0.0.1:$single_port"
+  echo "export MCP_REDIS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")"
+}
+
+status() { command -v redis-cli >/dev/null && single_up && cluster_up; }
+
+down() {
+  local port
+  for port in "$single_port" "${cluster_ports[@]}"; do
+    if [ -f "$state/$port/redis.pid" ] || [ "$(cli "$port" ping)" = PONG ]; then
+      cli "$port" shutdown nosave >/dev/null || true
+    fi
+  done
+  for port in "$single_port" "${cluster_ports[@]}"; do
+    wait_until 10 "port $port to close" bash -c "! (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null"
+  done
+  rm -rf "$state"
+}
+
+up() {
+  if status; then exports; return; fi
+  install
+  # A half-started environment (a killed run, a node that crashed) is
+  # rebuilt from scratch rather than repaired.
+  down
+  mkdir -p "$state"
+  start_node "$single_port"
+  local port
+  for port in "${cluster_ports[@]}"; do
+    start_node "$port" --cluster-enabled yes --cluster-config-file "$state/$port/nodes.conf" \
+      --cluster-node-timeout 2000
+  done
+  wait_until 30 "the single node" single_up
+  wait_until 30 "the cluster nodes" nodes_answer
+  local addrs=()
+  for port in "${cluster_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$state/cluster-create.log" 2>&1 ||
+    { log "cluster create failed: $(tail -5 "$state/cluster-create.log")"; return 1; }
+  wait_until 60 "cluster_state:ok on every node" cluster_up
+  exports
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
