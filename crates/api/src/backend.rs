@@ -56,12 +56,13 @@ pub struct Backend {
     pub path: String,
     /// Per-attempt timeout of a request, in seconds.
     #[serde(default = "default_timeout_seconds")]
-    #[schemars(range(min = 1, max = 600))]
+    // Kubernetes knows int32, not schemars' uint32; the range keeps it unsigned.
+    #[schemars(range(min = 1, max = 600), extend("format" = "int32"))]
     pub timeout_seconds: u32,
     /// Retries after a failed attempt (connection errors, 502, 503, 504);
     /// only idempotent requests are retried.
     #[serde(default)]
-    #[schemars(range(max = 10))]
+    #[schemars(range(max = 10), extend("format" = "int32"))]
     pub retries: u32,
     /// Headers sent with every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
