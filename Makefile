@@ -1,0 +1,37 @@
+# The front door: users, CI and the docs use only these targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TESTENV := tests/testenv/testenv.sh
+
+.PHONY: help build crds lint fmt testenv testenv-down test
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+build: ## Build the mcp-operator binary
+	$(CARGO) build --release --bin mcp-operator
+
+crds: ## Regenerate manifests/base/crds/ and docs/crds.md from the Rust types
+	$(CARGO) run --quiet --bin mcp-operator -- crds --out-dir manifests/base/crds
+	$(CARGO) run --quiet --bin mcp-operator -- crds --reference > docs/crds.md
+
+fmt: ## Format the Rust and Go code
+	$(CARGO) fmt --all
+	gofmt -w tests/testenv
+
+lint: ## cargo fmt --check, clippy with warnings denied, gofmt
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@unformatted=$$(gofmt -l tests/testenv); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+
+testenv: ## Start the control plane and Redis; prints lines to eval
+	@$(TESTENV) up
+
+testenv-down: ## Stop the control plane and Redis and remove their state
+	@$(TESTENV) down
+
+test: lint ## Everything: unit tests, and integration tests against the testenv
+	$(TESTENV) run -- $(CARGO) test --workspace --all-targets

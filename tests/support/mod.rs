@@ -1,0 +1,73 @@
+//! What every integration test needs: clients for the real test environment
+//! (`make testenv`), the CRDs installed, a namespace of its own, and waits
+//! that watch for a condition instead of sleeping.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// How long a test waits for the cluster to reach a state before failing.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The value of an environment variable `make testenv` exports; a clear
+/// failure, never a skip, when the test runs outside the environment.
+pub fn testenv_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test`, or `eval \"$(make -s testenv)\"` first")
+    })
+}
+
+/// A client for the test environment's apiserver.
+pub async fn client() -> Client {
+    testenv_var("KUBECONFIG");
+    Client::try_default()
+        .await
+        .expect("a client from KUBECONFIG")
+}
+
+/// Installs the generated CRDs by server-side apply and waits until each
+/// is Established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("mcp-operator-tests").force();
+    for crd in mcp_operator_api::crds() {
+        let name = crd.metadata.name.clone().expect("generated CRDs are named");
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        wait_for(&api, &name, conditions::is_crd_established()).await;
+    }
+}
+
+/// Creates a namespace with a unique name that starts with `prefix`.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.generate_name = Some(format!("{prefix}-"));
+    let created = api
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    created
+        .metadata
+        .name
+        .expect("the apiserver names the namespace")
+}
+
+/// Waits, by watching, until the object `name` meets `condition`.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, condition: impl Condition<K>) -> Option<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    tokio::time::timeout(WAIT, await_condition(api.clone(), name, condition))
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not reach the expected state within {WAIT:?}"))
+        .expect("watching for the condition")
+}
