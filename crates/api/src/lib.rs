@@ -22,8 +22,8 @@ pub use backend::{Backend, BackendHeader, HeaderValueSource, HttpMethod, Service
 pub use prompt::{MCPPrompt, MCPPromptSpec, MCPPromptStatus, PromptArgument, PromptMessage, Role};
 pub use resource::{MCPResource, MCPResourceSpec, MCPResourceStatus};
 pub use server::{
-    IngressSpec, MCPServer, MCPServerSpec, MCPServerStatus, ServerInfo, ServiceExposure,
-    ServiceType,
+    ExcludedMember, IngressSpec, MCPServer, MCPServerSpec, MCPServerStatus, ServerInfo,
+    ServiceExposure, ServiceType,
 };
 pub use tool::{MCPTool, MCPToolSpec, MCPToolStatus, ToolAnnotations};
 

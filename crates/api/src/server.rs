@@ -155,6 +155,23 @@ pub struct MCPServerStatus {
     /// Content hash of the published catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_version: Option<String>,
+    /// Selected members that are not served, and why: not Ready, or a name
+    /// that another selected member also uses. At most 100 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ExcludedMember>,
+}
+
+/// A member an MCPServer selects but does not serve.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct ExcludedMember {
+    /// MCPTool, MCPPrompt or MCPResource.
+    pub kind: String,
+    /// The member's metadata.name.
+    pub name: String,
+    /// NotReady or NameCollision.
+    pub reason: String,
+    /// One sentence that explains it.
+    pub message: String,
 }
 
 fn default_replicas() -> i32 {
