@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod crds;
+mod telemetry;
 
 #[derive(Parser)]
 #[command(name = "mcp-operator", version, about)]
@@ -16,6 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile MCPTool, MCPPrompt, MCPResource and
+    /// MCPServer objects and publish catalogs to Redis.
+    Controller {
+        #[command(flatten)]
+        args: mcp_operator_controller::ControllerArgs,
+        #[command(flatten)]
+        log: telemetry::LogArgs,
+    },
     /// Print every CustomResourceDefinition as YAML, or write one file per CRD.
     Crds {
         /// Write `<plural>.<group>.yaml` files into this directory instead
@@ -28,10 +37,23 @@ enum Command {
     },
 }
 
+/// Starts logging, metrics and a Tokio runtime, then runs a server.
+fn serve<F, Fut>(log: &telemetry::LogArgs, server: F) -> anyhow::Result<()>
+where
+    F: FnOnce(metrics_exporter_prometheus::PrometheusHandle) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let metrics = telemetry::init(log)?;
+    tokio::runtime::Runtime::new()?.block_on(server(metrics))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds { out_dir, reference } => crds::run(out_dir.as_deref(), reference),
+        Command::Controller { args, log } => {
+            serve(&log, |metrics| mcp_operator_controller::run(args, metrics))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,190 @@
+//! Assembling an MCPServer's catalog from the members it selects: only
+//! members Ready for their current generation are served, and of members
+//! that share a catalog key the one whose object name sorts first wins.
+//! Everything left out is listed, with the reason, for the server's status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use mcp_operator_api::{Backend, ExcludedMember, MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_catalog::{
+    Catalog, Endpoint, Header, HeaderValue, Prompt, Resource, ResourceContent, ServerInfo, Source,
+    Tool,
+};
+
+use crate::conditions;
+use crate::member::Member;
+use crate::membership::server_id;
+
+/// The members a server selected, sorted by object name.
+pub struct Selection {
+    pub tools: Vec<Arc<MCPTool>>,
+    pub prompts: Vec<Arc<MCPPrompt>>,
+    pub resources: Vec<Arc<MCPResource>>,
+}
+
+/// A server's catalog and the selected members it leaves out.
+pub struct Assembly {
+    pub catalog: Catalog,
+    pub excluded: Vec<ExcludedMember>,
+}
+
+/// The version routers report when `serverInfo.version` is not set.
+const DEFAULT_SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn assemble(server: &MCPServer, selection: &Selection) -> Assembly {
+    let mut excluded = Vec::new();
+    let tools = served(&selection.tools, &mut excluded)
+        .into_iter()
+        .filter_map(|tool| {
+            let url = tool.resolved_endpoint()?.to_owned();
+            Some(Tool {
+                name: tool.catalog_key(),
+                title: tool.spec.title.clone(),
+                description: tool.spec.description.clone(),
+                input_schema: tool.spec.input_schema.clone(),
+                output_schema: tool.spec.output_schema.clone(),
+                annotations: tool.spec.annotations.clone(),
+                endpoint: endpoint(&tool.spec.backend.endpoint, url),
+                method: tool.spec.backend.method,
+                source: source(&*tool),
+            })
+        })
+        .collect();
+    let prompts = served(&selection.prompts, &mut excluded)
+        .into_iter()
+        .map(|prompt| Prompt {
+            name: prompt.catalog_key(),
+            title: prompt.spec.title.clone(),
+            description: prompt.spec.description.clone(),
+            arguments: prompt.spec.arguments.clone(),
+            messages: prompt.spec.messages.clone(),
+            source: source(&*prompt),
+        })
+        .collect();
+    let resources = served(&selection.resources, &mut excluded)
+        .into_iter()
+        .filter_map(|resource| {
+            let spec = &resource.spec;
+            let content = match (&spec.text, &spec.blob, &spec.backend) {
+                (Some(text), _, _) => ResourceContent::Text(text.clone()),
+                (None, Some(blob), _) => ResourceContent::Blob(blob.clone()),
+                (None, None, Some(backend)) => ResourceContent::Backend(endpoint(
+                    backend,
+                    resource.resolved_endpoint()?.to_owned(),
+                )),
+                (None, None, None) => return None,
+            };
+            Some(Resource {
+                uri: spec.uri.clone(),
+                name: spec.name.clone().unwrap_or_else(|| resource.name_any()),
+                title: spec.title.clone(),
+                description: spec.description.clone(),
+                mime_type: spec.mime_type.clone(),
+                content,
+                source: source(&*resource),
+            })
+        })
+        .collect();
+    let info = server.spec.server_info.clone().unwrap_or_default();
+    let mut catalog = Catalog {
+        server: server_id(server),
+        server_info: ServerInfo {
+            name: info.name.unwrap_or_else(|| server.name_any()),
+            version: info
+                .version
+                .unwrap_or_else(|| DEFAULT_SERVER_VERSION.to_owned()),
+            instructions: info.instructions,
+        },
+        tools,
+        prompts,
+        resources,
+    };
+    catalog.normalize();
+    excluded.sort();
+    Assembly { catalog, excluded }
+}
+
+/// The members to serve: Ready ones, one per catalog key (the first by
+/// object name; `members` is sorted by it). The rest go to `excluded`.
+fn served<M: Member>(members: &[Arc<M>], excluded: &mut Vec<ExcludedMember>) -> Vec<Arc<M>> {
+    let mut winners: BTreeMap<String, Arc<M>> = BTreeMap::new();
+    for member in members {
+        let generation = member.meta().generation;
+        let ready = conditions::is_ready_for(member.conditions(), generation)
+            && (member.backend().is_none() || member.resolved_endpoint().is_some());
+        if !ready {
+            let why = conditions::find(member.conditions(), conditions::READY)
+                .filter(|c| c.observed_generation == generation)
+                .map_or_else(
+                    || "it has not been checked since its last change".to_owned(),
+                    |c| format!("{}: {}", c.reason, c.message.trim_end_matches('.')),
+                );
+            excluded.push(exclusion(
+                &**member,
+                "NotReady",
+                format!("Not Ready ({why})."),
+            ));
+            continue;
+        }
+        let key = member.catalog_key();
+        match winners.get(&key) {
+            Some(winner) => excluded.push(exclusion(
+                &**member,
+                "NameCollision",
+                format!(
+                    "'{key}' is also defined by {} '{}', which is served because its name sorts first.",
+                    M::KIND.as_str(),
+                    winner.name_any()
+                ),
+            )),
+            None => {
+                winners.insert(key, member.clone());
+            }
+        }
+    }
+    winners.into_values().collect()
+}
+
+fn exclusion<M: Member>(member: &M, reason: &str, message: String) -> ExcludedMember {
+    ExcludedMember {
+        kind: M::KIND.as_str().to_owned(),
+        name: member.name_any(),
+        reason: reason.to_owned(),
+        message,
+    }
+}
+
+fn source<M: Member>(member: &M) -> Source {
+    Source {
+        kind: M::KIND.as_str().to_owned(),
+        name: member.name_any(),
+    }
+}
+
+fn endpoint(backend: &Backend, url: String) -> Endpoint {
+    Endpoint {
+        url,
+        timeout_seconds: backend.timeout_seconds,
+        retries: backend.retries,
+        headers: backend
+            .headers
+            .iter()
+            .filter_map(|header| {
+                let value = match (&header.value, &header.value_from) {
+                    (Some(value), _) => HeaderValue::Value(value.clone()),
+                    (None, Some(from)) => HeaderValue::Secret {
+                        name: from.secret_key_ref.name.clone(),
+                        key: from.secret_key_ref.key.clone(),
+                    },
+                    (None, None) => return None,
+                };
+                Some(Header {
+                    name: header.name.clone(),
+                    value,
+                })
+            })
+            .collect(),
+    }
+}

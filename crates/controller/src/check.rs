@@ -1,0 +1,136 @@
+//! The member reconciler, one for all three kinds: check the spec, resolve
+//! the backend from the Service store, and write the conditions when they
+//! changed, with an Event when Ready flips. An invalid member waits for its
+//! next change; a Service event re-checks the members that point at it.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
+use crate::context::Context;
+use crate::error::Error;
+use crate::member::Member;
+use crate::{backend, status, telemetry};
+
+#[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
+pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = telemetry::ReconcileTimer::start(M::KIND.as_str());
+    let result = check_and_record(&*member, &ctx).await;
+    timer.finish(result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+async fn check_and_record<M: Member>(member: &M, ctx: &Context) -> Result<Action, Error> {
+    let namespace = member.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let (desired, endpoint) = check(member, &namespace, ctx);
+    let generation = member.meta().generation;
+    let conditions = conditions::merge(member.conditions(), &desired, generation, Timestamp::now());
+    let unchanged =
+        conditions == member.conditions() && endpoint.as_deref() == member.resolved_endpoint();
+    if !unchanged {
+        status::apply(
+            ctx,
+            member,
+            M::status(conditions.clone(), generation, endpoint),
+        )
+        .await?;
+        announce_ready_flip(member, &conditions, ctx).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// The conditions `member` should have, and its resolved endpoint.
+fn check<M: Member>(member: &M, namespace: &str, ctx: &Context) -> (Vec<Desired>, Option<String>) {
+    let kind = M::KIND.as_str();
+    let mut desired = Vec::new();
+    let mut problem = match member.check_spec() {
+        Ok(()) => {
+            desired.push(Desired::new(
+                SCHEMA_VALID,
+                true,
+                "Valid",
+                format!("The {kind} spec is valid."),
+            ));
+            None
+        }
+        Err(p) => {
+            desired.push(Desired::new(SCHEMA_VALID, false, p.reason, &p.message));
+            Some(p)
+        }
+    };
+    let mut endpoint = None;
+    if let Some(spec) = member.backend() {
+        let service = ctx
+            .services
+            .get(&ObjectRef::<Service>::new(&spec.service.name).within(namespace));
+        match backend::resolve(spec, namespace, service.as_deref()) {
+            Ok(url) => {
+                desired.push(Desired::new(
+                    BACKEND_RESOLVED,
+                    true,
+                    "Resolved",
+                    format!("The backend is {url}."),
+                ));
+                endpoint = Some(url);
+            }
+            Err(p) => {
+                desired.push(Desired::new(BACKEND_RESOLVED, false, p.reason, &p.message));
+                problem.get_or_insert(p);
+            }
+        }
+    }
+    desired.push(match problem {
+        None => Desired::new(READY, true, "Ready", format!("The {kind} can be served.")),
+        Some(p) => Desired::new(READY, false, p.reason, p.message),
+    });
+    (desired, endpoint)
+}
+
+/// An Event on the object when Ready changes status, so `kubectl describe`
+/// shows the history.
+async fn announce_ready_flip<M: Member>(
+    member: &M,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ctx: &Context,
+) {
+    let before = conditions::find(member.conditions(), READY).map(|c| c.status.as_str());
+    let Some(after) = conditions::find(conditions, READY) else {
+        return;
+    };
+    if before == Some(after.status.as_str()) {
+        return;
+    }
+    let event = Event {
+        type_: if after.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: after.reason.clone(),
+        note: Some(after.message.clone()),
+        action: "Check".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &member.object_ref(&())).await {
+        tracing::warn!(%error, "could not record an event");
+    }
+}
+
+/// The members of kind `M` whose backend is the Service `service`.
+pub fn members_behind<M: Member>(service: &Service, members: &[Arc<M>]) -> Vec<ObjectRef<M>> {
+    let namespace = service.namespace();
+    let name = service.name_any();
+    members
+        .iter()
+        .filter(|m| {
+            m.namespace() == namespace && m.backend().is_some_and(|b| b.service.name == name)
+        })
+        .map(|m| ObjectRef::from_obj(&**m))
+        .collect()
+}

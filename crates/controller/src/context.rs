@@ -1,0 +1,68 @@
+//! What every reconcile shares: the API client, Redis, the in-memory
+//! stores of the watched kinds, the membership index and the settings.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_store::Store as Redis;
+
+use crate::backoff::Backoff;
+use crate::membership::Membership;
+use crate::workload::RouterSettings;
+
+/// The field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "mcp-operator";
+
+pub struct Context {
+    pub client: Client,
+    pub redis: Redis,
+    pub recorder: Recorder,
+    pub tools: Store<MCPTool>,
+    pub prompts: Store<MCPPrompt>,
+    pub resources: Store<MCPResource>,
+    pub services: Store<Service>,
+    pub servers: Store<MCPServer>,
+    pub membership: Mutex<Membership>,
+    pub backoff: Backoff,
+    pub router: RouterSettings,
+}
+
+impl Context {
+    pub fn new(client: Client, redis: Redis, stores: Stores, router: RouterSettings) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            redis,
+            tools: stores.tools,
+            prompts: stores.prompts,
+            resources: stores.resources,
+            services: stores.services,
+            servers: stores.servers,
+            membership: Mutex::default(),
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
+            router,
+        }
+    }
+
+    pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The in-memory stores the reconcilers read.
+pub struct Stores {
+    pub tools: Store<MCPTool>,
+    pub prompts: Store<MCPPrompt>,
+    pub resources: Store<MCPResource>,
+    pub services: Store<Service>,
+    pub servers: Store<MCPServer>,
+}

@@ -1,0 +1,37 @@
+//! The one error type of every reconcile, with a short label for metrics.
+
+use mcp_operator_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("building the {what} failed: {source}")]
+    Build {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the object has no {0}")]
+    Incomplete(&'static str),
+}
+
+impl Error {
+    /// The `error` label of `mcp_operator_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Store(_) => "redis",
+            Error::Build { .. } => "build",
+            Error::Finalizer(inner) => match &**inner {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+            Error::Incomplete(_) => "incomplete",
+        }
+    }
+}

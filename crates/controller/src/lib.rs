@@ -1,0 +1,262 @@
+//! The operator: four kube-runtime controllers over shared watches.
+//!
+//! - MCPTool, MCPPrompt, MCPResource ([`check`]): check the spec, resolve
+//!   the backend, write conditions.
+//! - MCPServer ([`server`]): assemble the catalog from the Ready members its
+//!   selectors pick, publish it to Redis, apply the router workload, write
+//!   status. A member event reaches the servers that select it now or did
+//!   before ([`membership`]).
+//!
+//! Reconcilers read in-memory stores, never LIST; transient errors retry
+//! with per-object backoff ([`backoff`]); invalid specs wait for a change.
+
+mod args;
+mod assemble;
+mod backend;
+mod backoff;
+mod check;
+mod conditions;
+mod context;
+mod error;
+mod http;
+mod member;
+mod membership;
+mod publish;
+mod server;
+mod status;
+mod telemetry;
+mod validate;
+mod watch;
+mod workload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use args::ControllerArgs;
+pub use validate::MAX_INLINE_BYTES;
+pub use workload::{ROUTER_PORT, SECRETS_DIR};
+
+use context::{Context, Stores};
+use error::Error;
+use member::Member;
+use watch::Deletions::{Include, Skip};
+use workload::RouterSettings;
+
+/// Runs the controllers until SIGTERM or Ctrl-C.
+pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let redis = Store::new(&args.redis, telemetry::PREFIX)?;
+
+    // One watch per member kind: its own controller, and the servers.
+    let (tools, [tool_events, tool_servers], tools_watch) =
+        shared::<MCPTool, 2>(&client, [Skip, Include]);
+    let (prompts, [prompt_events, prompt_servers], prompts_watch) =
+        shared::<MCPPrompt, 2>(&client, [Skip, Include]);
+    let (resources, [resource_events, resource_servers], resources_watch) =
+        shared::<MCPResource, 2>(&client, [Skip, Include]);
+    // Services: backends of tools and resources, and the servers' own.
+    let (services, [tool_services, resource_services, owned_services], services_watch) =
+        shared::<Service, 3>(&client, [Include, Include, Include]);
+    tokio::spawn(tools_watch);
+    tokio::spawn(prompts_watch);
+    tokio::spawn(resources_watch);
+    tokio::spawn(services_watch);
+
+    let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
+    let servers = Controller::new(
+        Api::<MCPServer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), owned())
+    .owns(Api::<Ingress>::all(client.clone()), owned())
+    .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+    .owns_stream(owned_services);
+    let ctx = Arc::new(Context::new(
+        client,
+        redis,
+        Stores {
+            tools: tools.clone(),
+            prompts: prompts.clone(),
+            resources: resources.clone(),
+            services: services.clone(),
+            servers: servers.store(),
+        },
+        router_settings(&args),
+    ));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(mark_ready(ctx.clone(), ready.clone()));
+    tokio::spawn(async move {
+        if let Err(error) = http::serve(args.metrics_listen, metrics, ready).await {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    });
+
+    let config = controller::Config::default().concurrency(args.concurrency);
+    let servers = servers
+        .watches_stream(tool_servers, servers_of::<MCPTool>(&ctx))
+        .watches_stream(prompt_servers, servers_of::<MCPPrompt>(&ctx))
+        .watches_stream(resource_servers, servers_of::<MCPResource>(&ctx))
+        .with_config(config.clone())
+        .shutdown_on_signal()
+        .run(server::reconcile, error_policy, ctx.clone());
+    let tools = Controller::for_stream(tool_events, tools)
+        .watches_stream(
+            tool_services,
+            backed_by::<MCPTool>(&ctx, |c| c.tools.state()),
+        )
+        .with_config(config.clone())
+        .shutdown_on_signal()
+        .run(check::reconcile::<MCPTool>, error_policy, ctx.clone());
+    let prompts = Controller::for_stream(prompt_events, prompts)
+        .with_config(config.clone())
+        .shutdown_on_signal()
+        .run(check::reconcile::<MCPPrompt>, error_policy, ctx.clone());
+    let resources = Controller::for_stream(resource_events, resources)
+        .watches_stream(
+            resource_services,
+            backed_by::<MCPResource>(&ctx, |c| c.resources.state()),
+        )
+        .with_config(config)
+        .shutdown_on_signal()
+        .run(check::reconcile::<MCPResource>, error_policy, ctx.clone());
+
+    tracing::info!("controllers started");
+    futures::join!(
+        drain(servers, &ctx),
+        drain(tools, &ctx),
+        drain(prompts, &ctx),
+        drain(resources, &ctx),
+    );
+    tracing::info!("controllers stopped");
+    Ok(())
+}
+
+fn shared<K, const N: usize>(
+    client: &Client,
+    subscribers: [watch::Deletions; N],
+) -> (
+    kube::runtime::reflector::Store<K>,
+    [watch::Events<K>; N],
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, streams, driver) = watch::shared(Api::<K>::all(client.clone()), &subscribers);
+    let Ok(streams) = <[watch::Events<K>; N]>::try_from(streams) else {
+        unreachable!("watch::shared returns one stream per subscriber")
+    };
+    (store, streams, driver)
+}
+
+fn router_settings(args: &ControllerArgs) -> RouterSettings {
+    let env = |name: &str, value: String| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    };
+    let redis_env = match (&args.router_redis_url, &args.redis.redis_url) {
+        (Some(url), _) | (None, Some(url)) => vec![env("MCP_REDIS_URL", url.clone())],
+        (None, None) => vec![env(
+            "MCP_REDIS_CLUSTER_URLS",
+            args.redis.redis_cluster_urls.join(","),
+        )],
+    };
+    RouterSettings {
+        image: args.router_image.clone(),
+        redis_env,
+    }
+}
+
+/// Maps a member event to the servers it concerns.
+fn servers_of<M: Member>(
+    ctx: &Arc<Context>,
+) -> impl Fn(M) -> Vec<ObjectRef<MCPServer>> + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |member| {
+        let servers = ctx.servers.state();
+        ctx.membership()
+            .servers_for(&member, &servers)
+            .into_iter()
+            .map(|id| ObjectRef::new(&id.name).within(&id.namespace))
+            .collect()
+    }
+}
+
+/// Maps a Service event to the members whose backend it is.
+fn backed_by<M: Member>(
+    ctx: &Arc<Context>,
+    members: fn(&Context) -> Vec<Arc<M>>,
+) -> impl Fn(Service) -> Vec<ObjectRef<M>> + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |service| check::members_behind(&service, &members(&ctx))
+}
+
+/// Transient errors retry with this object's own backoff.
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = ObjectRef::from_obj(&*object).to_string();
+    let delay = ctx.backoff.failed(&key);
+    telemetry::retries_pending(ctx.backoff.pending());
+    tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Consumes a controller's results: a success clears the object's backoff.
+async fn drain<K, S>(results: S, ctx: &Context)
+where
+    K: kube::Resource<DynamicType = ()>,
+    S: futures::Stream<
+            Item = Result<(ObjectRef<K>, Action), controller::Error<Error, watcher::Error>>,
+        >,
+{
+    results
+        .for_each(|result| {
+            match result {
+                Ok((object, _)) => ctx.backoff.succeeded(&object.to_string()),
+                Err(controller::Error::ObjectNotFound(object)) => {
+                    tracing::debug!(%object, "object deleted before its reconcile");
+                }
+                Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+            }
+            std::future::ready(())
+        })
+        .await;
+}
+
+async fn mark_ready(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
+    let waits = futures::join!(
+        ctx.tools.wait_until_ready(),
+        ctx.prompts.wait_until_ready(),
+        ctx.resources.wait_until_ready(),
+        ctx.services.wait_until_ready(),
+        ctx.servers.wait_until_ready(),
+    );
+    if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = waits {
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("caches filled; ready");
+    }
+}

@@ -1,0 +1,344 @@
+//! The MCPServer reconciler: validate → assemble the catalog → publish it
+//! to Redis → apply the router workload → write status. A finalizer removes
+//! the catalog and publishes a tombstone when the server is deleted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::Selector;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use mcp_operator_api::{MCPServer, MCPServerStatus};
+use mcp_operator_catalog::{HeaderValue, Published, ResourceContent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::assemble::{Selection, assemble};
+use crate::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::Error;
+use crate::member::Member;
+use crate::membership::{MemberKey, selected, server_id};
+use crate::publish::{self, Outcome};
+use crate::workload::{self, Workload};
+use crate::{status, telemetry};
+
+/// Held by every MCPServer until its catalog is gone from Redis.
+pub const FINALIZER: &str = "kubemcp.io/catalog";
+
+/// At most this many excluded members are listed in status.
+const MAX_EXCLUDED: usize = 100;
+
+#[tracing::instrument(skip_all, fields(kind = "MCPServer", namespace = server.namespace(), name = %server.name_any()))]
+pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = telemetry::ReconcileTimer::start("MCPServer");
+    let result = reconcile_with_finalizer(server, &ctx).await;
+    timer.finish(result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+async fn reconcile_with_finalizer(server: Arc<MCPServer>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, server, |event| async move {
+        match event {
+            Finalizer::Apply(server) => apply(&server, ctx).await,
+            Finalizer::Cleanup(server) => cleanup(&server, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
+    if let Some(problem) = invalid(server) {
+        let desired = [
+            Desired::new(CATALOG_PUBLISHED, false, "InvalidSpec", &problem),
+            Desired::new(READY, false, "InvalidSpec", &problem),
+        ];
+        write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
+        return Ok(Action::await_change());
+    }
+
+    let selection = Selection {
+        tools: selected(server, &ctx.tools.state()),
+        prompts: selected(server, &ctx.prompts.state()),
+        resources: selected(server, &ctx.resources.state()),
+    };
+    ctx.membership()
+        .record(&server_id(server), member_keys(&selection));
+    let assembly = assemble(server, &selection);
+    let published = Published {
+        version: assembly.catalog.version(),
+        catalog: assembly.catalog,
+    };
+    let outcome = publish::publish(&ctx.redis, &published).await?;
+    telemetry::catalog_published(outcome.as_str());
+    if outcome == Outcome::Written {
+        tracing::info!(version = %published.version, "published the catalog");
+    }
+
+    let owner = server
+        .controller_owner_ref(&())
+        .ok_or(Error::Incomplete("uid"))?;
+    let workload =
+        workload::build(server, &owner, &ctx.router, &secrets(&published)).map_err(|source| {
+            Error::Build {
+                what: "workload",
+                source,
+            }
+        })?;
+    let deployment = apply_workload(server, ctx, workload).await?;
+
+    let catalog = &published.catalog;
+    let (tools, prompts, resources) = (
+        catalog.tools.len(),
+        catalog.prompts.len(),
+        catalog.resources.len(),
+    );
+    let mut summary = format!(
+        "Catalog {} serves {tools} tools, {prompts} prompts and {resources} resources.",
+        published.version
+    );
+    if !assembly.excluded.is_empty() {
+        summary = format!(
+            "{} {} selected members are not served (see status.excluded).",
+            summary.trim_end_matches('.').to_owned() + ";",
+            assembly.excluded.len()
+        );
+    }
+    let available = deployment_available(&deployment);
+    let ready_replicas = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let desired = [
+        Desired::new(CATALOG_PUBLISHED, true, "Published", summary),
+        match &available {
+            Ok(message) => Desired::new(DEPLOYMENT_AVAILABLE, true, "Available", message),
+            Err(message) => Desired::new(DEPLOYMENT_AVAILABLE, false, "Unavailable", message),
+        },
+        match &available {
+            Ok(_) => Desired::new(
+                READY,
+                true,
+                "Ready",
+                "The catalog is published and routers are available.",
+            ),
+            Err(message) => Desired::new(READY, false, "DeploymentUnavailable", message),
+        },
+    ];
+    let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
+    let mut excluded = assembly.excluded;
+    excluded.truncate(MAX_EXCLUDED);
+    let status = MCPServerStatus {
+        ready_replicas: Some(ready_replicas),
+        url: Some(workload::url(server)),
+        tool_count: count(tools),
+        prompt_count: count(prompts),
+        resource_count: count(resources),
+        catalog_version: Some(published.version.0.clone()),
+        excluded,
+        ..MCPServerStatus::default()
+    };
+    write_status(server, ctx, &desired, status).await?;
+    Ok(Action::await_change())
+}
+
+async fn cleanup(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
+    let id = server_id(server);
+    let removed = publish::remove(&ctx.redis, &id).await?;
+    if removed {
+        telemetry::catalog_published("removed");
+        tracing::info!("removed the catalog and published a tombstone");
+    }
+    ctx.membership().forget(&id);
+    Ok(Action::await_change())
+}
+
+/// Spec problems the schema cannot catch, as one sentence.
+fn invalid(server: &MCPServer) -> Option<String> {
+    let name = server.name_any();
+    let dns_label = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if !dns_label {
+        return Some(format!(
+            "The name '{name}' cannot name its Service: use at most 63 lowercase letters, digits or '-', starting with a letter."
+        ));
+    }
+    let selectors = [
+        ("toolSelector", &server.spec.tool_selector),
+        ("promptSelector", &server.spec.prompt_selector),
+        ("resourceSelector", &server.spec.resource_selector),
+    ];
+    selectors.into_iter().find_map(|(field, selector)| {
+        let error = Selector::try_from(selector.clone()?).err()?;
+        Some(format!(
+            "spec.{field} is not a valid label selector: {error}."
+        ))
+    })
+}
+
+fn member_keys(selection: &Selection) -> BTreeSet<MemberKey> {
+    fn keys<M: Member>(members: &[Arc<M>]) -> impl Iterator<Item = MemberKey> + '_ {
+        members.iter().map(|m| MemberKey::of(&**m))
+    }
+    keys(&selection.tools)
+        .chain(keys(&selection.prompts))
+        .chain(keys(&selection.resources))
+        .collect()
+}
+
+/// The Secrets named by backend headers in the catalog.
+fn secrets(published: &Published) -> BTreeSet<String> {
+    let catalog = &published.catalog;
+    let endpoints =
+        catalog
+            .tools
+            .iter()
+            .map(|t| &t.endpoint)
+            .chain(catalog.resources.iter().filter_map(|r| match &r.content {
+                ResourceContent::Backend(endpoint) => Some(endpoint),
+                _ => None,
+            }));
+    endpoints
+        .flat_map(|e| &e.headers)
+        .filter_map(|h| match &h.value {
+            HeaderValue::Secret { name, .. } => Some(name.clone()),
+            HeaderValue::Value(_) => None,
+        })
+        .collect()
+}
+
+/// Applies every object of the workload and removes the optional ones the
+/// spec no longer asks for; returns the Deployment as the apiserver has it.
+async fn apply_workload(
+    server: &MCPServer,
+    ctx: &Context,
+    workload: Workload,
+) -> Result<Deployment, Error> {
+    let namespace = server.namespace().unwrap_or_default();
+    let name = server.name_any();
+    let deployment = server_side_apply(ctx, &namespace, &name, &workload.deployment).await?;
+    server_side_apply(ctx, &namespace, &name, &workload.service).await?;
+    apply_or_remove::<Ingress>(ctx, &namespace, &name, workload.ingress.as_ref()).await?;
+    apply_or_remove::<PodDisruptionBudget>(
+        ctx,
+        &namespace,
+        &name,
+        workload.pod_disruption_budget.as_ref(),
+    )
+    .await?;
+    Ok(deployment)
+}
+
+async fn server_side_apply<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    object: &K,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?)
+}
+
+async fn apply_or_remove<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    object: Option<&K>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    match object {
+        Some(object) => server_side_apply(ctx, namespace, name, object)
+            .await
+            .map(drop),
+        None => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(error) => Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Ok with a message when the Deployment reports Available, else why not.
+fn deployment_available(deployment: &Deployment) -> Result<String, String> {
+    let status = deployment.status.as_ref();
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let available = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Available"));
+    match available {
+        Some(c) if c.status == "True" => {
+            Ok(format!("{ready} of {wanted} router replicas are ready."))
+        }
+        Some(c) => Err(format!(
+            "{ready} of {wanted} router replicas are ready: {}",
+            c.message
+                .as_deref()
+                .unwrap_or("the Deployment is not available.")
+        )),
+        None => Err(format!(
+            "{ready} of {wanted} router replicas are ready; the Deployment has not reported yet."
+        )),
+    }
+}
+
+/// Writes status when it differs from what the server has.
+async fn write_status(
+    server: &MCPServer,
+    ctx: &Context,
+    desired: &[Desired],
+    mut next: MCPServerStatus,
+) -> Result<(), Error> {
+    let current = server.status.clone().unwrap_or_default();
+    let generation = server.meta().generation;
+    next.observed_generation = generation;
+    next.conditions = conditions::merge(&current.conditions, desired, generation, Timestamp::now());
+    if next == current {
+        return Ok(());
+    }
+    let body = serde_json::to_value(&next).map_err(|source| Error::Build {
+        what: "status",
+        source,
+    })?;
+    status::apply(ctx, server, body).await
+}

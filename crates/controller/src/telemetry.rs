@@ -1,0 +1,46 @@
+//! The controller's metrics. Names are `mcp_operator_*`; the Redis pool
+//! and rate-limiter metrics come from the store under the same prefix.
+
+use std::time::Instant;
+
+pub const PREFIX: &str = "mcp_operator";
+
+/// Times one reconcile of `kind` and counts it, with its error label if it
+/// failed.
+pub struct ReconcileTimer {
+    kind: &'static str,
+    started: Instant,
+}
+
+impl ReconcileTimer {
+    pub fn start(kind: &'static str) -> Self {
+        metrics::gauge!("mcp_operator_reconciles_in_flight", "kind" => kind).increment(1.0);
+        Self {
+            kind,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn finish(self, error: Option<&'static str>) {
+        let kind = self.kind;
+        metrics::gauge!("mcp_operator_reconciles_in_flight", "kind" => kind).decrement(1.0);
+        metrics::histogram!("mcp_operator_reconcile_duration_seconds", "kind" => kind)
+            .record(self.started.elapsed());
+        metrics::counter!("mcp_operator_reconciles_total", "kind" => kind).increment(1);
+        if let Some(error) = error {
+            metrics::counter!("mcp_operator_reconcile_errors_total", "kind" => kind, "error" => error)
+                .increment(1);
+        }
+    }
+}
+
+/// Objects waiting for a retry after an error (kube-runtime's scheduler
+/// does not expose its queue; this is the part that can grow).
+pub fn retries_pending(pending: usize) {
+    metrics::gauge!("mcp_operator_queue_depth").set(pending as f64);
+}
+
+/// A catalog publish and what it did (`written`, `unchanged`, `removed`).
+pub fn catalog_published(outcome: &'static str) {
+    metrics::counter!("mcp_operator_catalog_publishes_total", "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,82 @@
+//! One watch per kind, shared: a reflector keeps the kind's in-memory
+//! store (read by every reconcile, so no reconcile LISTs) and every event is
+//! fanned out to the controllers that need it. kube-runtime's shared
+//! streams do not carry deletions, and a deleted member must still reach the
+//! servers that held it, hence this small fan-out.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Events a subscriber receives: the object after a change (or the last
+/// state of a deleted one).
+pub type Events<K> = ReceiverStream<Result<K, watcher::Error>>;
+
+/// Whether a subscriber wants deleted objects as well as changed ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletions {
+    Include,
+    Skip,
+}
+
+/// Room for events a slow subscriber has not taken yet; a full channel
+/// slows the watch rather than dropping events.
+const BUFFER: usize = 1024;
+
+/// Starts nothing; returns the store, one event stream per entry of
+/// `subscribers`, and the future that drives the watch.
+pub fn shared<K>(
+    api: Api<K>,
+    subscribers: &[Deletions],
+) -> (
+    Store<K>,
+    Vec<Events<K>>,
+    impl Future<Output = ()> + Send + use<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let (senders, streams): (Vec<_>, Vec<_>) = subscribers
+        .iter()
+        .map(|deletions| {
+            let (tx, rx) = mpsc::channel(BUFFER);
+            ((*deletions, tx), ReceiverStream::new(rx))
+        })
+        .unzip();
+    let driver = async move {
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            let (object, deleted) = match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    (object, false)
+                }
+                Ok(watcher::Event::Delete(object)) => (object, true),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            for (deletions, tx) in &senders {
+                if deleted && *deletions == Deletions::Skip {
+                    continue;
+                }
+                // A closed channel means that controller has stopped;
+                // the others still get their events.
+                let _ = tx.send(Ok(object.clone())).await;
+            }
+        }
+    };
+    (reader, streams, driver)
+}

@@ -1,0 +1,292 @@
+//! The objects that run an MCPServer's routers: a Deployment, a Service,
+//! an Ingress when asked, and a PodDisruptionBudget when there is more than
+//! one replica. Pure: built from the server and the operator's settings, and
+//! applied by the server reconciler with server-side apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use mcp_operator_api::MCPServer;
+use serde_json::json;
+
+/// Where routers listen, and the port name the Service targets.
+pub const ROUTER_PORT: i32 = 8080;
+/// Where a router finds the Secrets its backend headers name: one
+/// directory per Secret, one file per key.
+pub const SECRETS_DIR: &str = "/var/run/secrets/kubemcp.io/backends";
+
+/// What the operator passes to every router.
+#[derive(Clone, Debug)]
+pub struct RouterSettings {
+    /// Image used when the MCPServer names none.
+    pub image: String,
+    /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS).
+    pub redis_env: Vec<EnvVar>,
+}
+
+/// Everything applied for one MCPServer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    pub deployment: Deployment,
+    pub service: Service,
+    pub ingress: Option<Ingress>,
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+}
+
+/// Labels on every object of a server; the first two select its pods.
+pub fn labels(server: &MCPServer) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "mcp-router".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), server.name_any()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "router".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "mcp-operator".to_owned(),
+        ),
+    ])
+}
+
+fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
+    labels(server)
+        .into_iter()
+        .filter(|(k, _)| k == "app.kubernetes.io/name" || k == "app.kubernetes.io/instance")
+        .collect()
+}
+
+/// Builds the workload. `secrets` are the Secrets the catalog's backend
+/// headers name; each is mounted (optional, so a missing one fails only the
+/// calls that need it) under [`SECRETS_DIR`].
+pub fn build(
+    server: &MCPServer,
+    owner: &OwnerReference,
+    settings: &RouterSettings,
+    secrets: &BTreeSet<String>,
+) -> Result<Workload, serde_json::Error> {
+    let name = server.name_any();
+    let namespace = server.namespace().unwrap_or_default();
+    let spec = &server.spec;
+    let metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(server),
+        "ownerReferences": [owner],
+    });
+    let selector = selector_labels(server);
+
+    let mut env = vec![
+        json!({"name": "MCP_SERVER", "value": format!("{namespace}/{name}")}),
+        json!({"name": "MCP_LISTEN", "value": format!("0.0.0.0:{ROUTER_PORT}")}),
+        json!({"name": "MCP_SECRETS_DIR", "value": SECRETS_DIR}),
+        json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
+    ];
+    env.extend(settings.redis_env.iter().map(|e| json!(e)));
+    // The server's own env wins over the operator's defaults; server-side
+    // apply refuses a list with two entries of one name.
+    env.retain(|e| {
+        !spec
+            .env
+            .iter()
+            .any(|own| Some(own.name.as_str()) == e["name"].as_str())
+    });
+    env.extend(spec.env.iter().map(|e| json!(e)));
+
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
+    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    for (index, secret) in secrets.iter().enumerate() {
+        let volume = format!("backend-secret-{index}");
+        volumes.push(json!({"name": volume, "secret": {"secretName": secret, "optional": true}}));
+        mounts.push(json!({"name": volume, "mountPath": format!("{SECRETS_DIR}/{secret}"), "readOnly": true}));
+    }
+    let resources = spec.resources.as_ref().map_or_else(
+        || json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}),
+        |r| json!(r),
+    );
+    let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 5});
+
+    let deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels(server)},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": selector},
+                    }],
+                    "containers": [{
+                        "name": "router",
+                        "image": spec.image.clone().unwrap_or_else(|| settings.image.clone()),
+                        "args": ["router"],
+                        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+                        "env": env,
+                        "resources": resources,
+                        "livenessProbe": probe("/healthz"),
+                        "readinessProbe": probe("/readyz"),
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": mounts,
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }))?;
+
+    let service = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": spec.service.type_,
+            "selector": selector,
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }))?;
+
+    let ingress = spec
+        .ingress
+        .as_ref()
+        .map(|ingress| {
+            let mut ingress_spec = json!({
+                "rules": [{
+                    "host": ingress.host,
+                    "http": {"paths": [{
+                        "path": ingress.path,
+                        "pathType": "Prefix",
+                        "backend": {"service": {"name": name, "port": {"name": "http"}}},
+                    }]},
+                }],
+            });
+            if let Some(class) = &ingress.class_name {
+                ingress_spec["ingressClassName"] = json!(class);
+            }
+            if let Some(secret) = &ingress.tls_secret_name {
+                ingress_spec["tls"] = json!([{"hosts": [ingress.host], "secretName": secret}]);
+            }
+            serde_json::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": metadata,
+                "spec": ingress_spec,
+            }))
+        })
+        .transpose()?;
+
+    let pod_disruption_budget = (spec.replicas > 1)
+        .then(|| {
+            serde_json::from_value(json!({
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": metadata,
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+            }))
+        })
+        .transpose()?;
+
+    Ok(Workload {
+        deployment,
+        service,
+        ingress,
+        pod_disruption_budget,
+    })
+}
+
+/// Where clients reach the server: through its Ingress when it has one,
+/// else the Service's cluster DNS name.
+pub fn url(server: &MCPServer) -> String {
+    match &server.spec.ingress {
+        Some(ingress) => {
+            let scheme = if ingress.tls_secret_name.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!(
+                "{scheme}://{}{}/mcp",
+                ingress.host,
+                ingress.path.trim_end_matches('/')
+            )
+        }
+        None => format!(
+            "http://{}.{}.svc:{}/mcp",
+            server.name_any(),
+            server.namespace().unwrap_or_default(),
+            server.spec.service.port
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::Resource;
+
+    use super::*;
+
+    /// Builds the fixture server's workload and compares it with the
+    /// committed YAML; `UPDATE_FIXTURES=1 cargo test` rewrites the file.
+    #[test]
+    fn builds_the_fixture_workload() {
+        let server: MCPServer =
+            serde_yaml_ng::from_str(include_str!("../tests/fixtures/server.yaml"))
+                .expect("the fixture");
+        let owner = server
+            .controller_owner_ref(&())
+            .expect("the fixture has a uid");
+        let settings = RouterSettings {
+            image: "unused:latest".into(),
+            redis_env: vec![EnvVar {
+                name: "MCP_REDIS_URL".into(),
+                value: Some("redis://redis:6379".into()),
+                value_from: None,
+            }],
+        };
+        let secrets = BTreeSet::from(["weather-token".to_owned()]);
+        let workload = build(&server, &owner, &settings, &secrets).expect("a workload");
+        let documents = [
+            serde_yaml_ng::to_string(&workload.deployment),
+            serde_yaml_ng::to_string(&workload.service),
+            serde_yaml_ng::to_string(&workload.ingress),
+            serde_yaml_ng::to_string(&workload.pod_disruption_budget),
+        ];
+        let actual = documents
+            .into_iter()
+            .map(|d| d.expect("serializable"))
+            .collect::<Vec<_>>()
+            .join("---\n");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/workload.yaml");
+        if std::env::var_os("UPDATE_FIXTURES").is_some() {
+            std::fs::write(path, &actual).expect("write the fixture");
+        }
+        let expected = std::fs::read_to_string(path).expect("the expected workload");
+        assert_eq!(
+            actual, expected,
+            "run UPDATE_FIXTURES=1 cargo test to accept a change"
+        );
+        assert_eq!(url(&server), "https://mcp.example.com/mcp");
+    }
+}

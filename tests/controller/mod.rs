@@ -1,0 +1,890 @@
+//! The controllers end to end against the real apiserver and Redis. One
+//! controller runs per test binary (single-node Redis in
+//! `controller_single.rs`, the cluster in `controller_cluster.rs`); every
+//! case works in a namespace of its own.
+#![allow(dead_code)] // each test binary uses the cases through its macro
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_catalog::{
+    Catalog, Endpoint, Invalidation, Prompt, Published, Resource, ResourceContent, ServerId,
+    ServerInfo, Source, Tool, keys,
+};
+use mcp_operator_controller::ControllerArgs;
+use mcp_operator_store::RedisArgs;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use redis::AsyncCommands;
+use serde_json::json;
+use std::num::NonZeroU32;
+
+use crate::support::{self, WAIT, testenv_var};
+
+/// Which Redis the binary's controller publishes to.
+#[derive(Clone, Copy)]
+pub enum Redis {
+    Single,
+    Cluster,
+}
+
+/// Redis flags for one kind, built directly: clap would also read the
+/// testenv's MCP_REDIS_* variables and see both kinds at once.
+fn redis_args(redis: Redis) -> RedisArgs {
+    let (url, cluster) = match redis {
+        Redis::Single => (Some(testenv_var("MCP_REDIS_URL")), vec![]),
+        Redis::Cluster => (
+            None,
+            testenv_var("MCP_REDIS_CLUSTER_URLS")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
+    RedisArgs {
+        redis_url: url,
+        redis_cluster_urls: cluster,
+        redis_pool_size: 8,
+        redis_qps: NonZeroU32::new(1000).expect("non-zero"),
+        redis_burst: NonZeroU32::new(200).expect("non-zero"),
+    }
+}
+
+/// Starts this binary's controller once, on a thread of its own so that it
+/// outlives each test's runtime; returns its metrics.
+pub fn controller(redis: Redis) -> PrometheusHandle {
+    static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+    METRICS
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the only metrics recorder");
+            let args = ControllerArgs {
+                redis: redis_args(redis),
+                metrics_listen: ([127, 0, 0, 1], 0).into(),
+                router_image: "mcp-operator:test".into(),
+                router_redis_url: None,
+                concurrency: 8,
+            };
+            let metrics = handle.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+                if let Err(error) = runtime.block_on(mcp_operator_controller::run(args, metrics)) {
+                    panic!("the controller stopped: {error:#}");
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+/// A Redis connection of the same kind as the controller's.
+pub async fn redis(redis: Redis) -> mcp_operator_store::Connection {
+    mcp_operator_store::Store::new(&redis_args(redis), "test")
+        .expect("a store")
+        .get()
+        .await
+        .expect("a Redis connection")
+}
+
+pub struct Env {
+    pub client: Client,
+    pub ns: String,
+    pub redis: Redis,
+    pub metrics: PrometheusHandle,
+}
+
+impl Env {
+    pub async fn new(redis: Redis, prefix: &str) -> Self {
+        let metrics = controller(redis);
+        let client = support::client().await;
+        support::install_crds(&client).await;
+        let ns = support::namespace(&client, prefix).await;
+        Self {
+            client,
+            ns,
+            redis,
+            metrics,
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates (or replaces by server-side apply) an object from JSON.
+    pub async fn apply<K>(&self, object: serde_json::Value) -> K
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        let object: K = serde_json::from_value(object).expect("a valid object");
+        self.api::<K>()
+            .patch(
+                &object.name_any(),
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .expect("apply")
+    }
+
+    pub fn server_id(&self, name: &str) -> ServerId {
+        ServerId {
+            namespace: self.ns.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub async fn published(&self, server: &str) -> Option<Published> {
+        let mut conn = redis(self.redis).await;
+        let raw: Option<String> = conn
+            .get(keys::catalog(&self.server_id(server)))
+            .await
+            .expect("GET catalog");
+        raw.map(|raw| serde_json::from_str(&raw).expect("a Published document"))
+    }
+
+    /// A counter's value in the controller's metrics.
+    pub fn counter(&self, name_and_labels: &str) -> f64 {
+        self.metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// Waits until `kind/name` has condition `type_` with `status` and `reason`;
+/// returns its message.
+pub async fn condition<K>(
+    api: &Api<K>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let matches = |object: &K| {
+        let value = serde_json::to_value(object).expect("serializable");
+        value["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
+            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+    };
+    let found = support::wait_for(api, name, |object: Option<&K>| {
+        object.and_then(&matches).is_some()
+    })
+    .await;
+    found.as_ref().and_then(matches).expect("the condition")
+}
+
+pub fn tool(name: &str, labels: serde_json::Value, service: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "description": format!("The {name} tool."),
+            "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "backend": {"service": {"name": service, "port": "http"}, "path": "/call", "timeoutSeconds": 5, "retries": 1},
+        },
+    })
+}
+
+pub fn service(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": 8080}]},
+    })
+}
+
+pub fn server(name: &str, team: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+        "metadata": {"name": name},
+        "spec": {
+            "toolSelector": {"matchLabels": {"team": team}},
+            "promptSelector": {"matchLabels": {"team": team}},
+            "resourceSelector": {"matchLabels": {"team": team}},
+        },
+    })
+}
+
+/// Waits until the server's status reports `catalog` and returns what
+/// Redis holds for it.
+pub async fn published_version(env: &Env, name: &str, tools: i64) -> Published {
+    let api = env.api::<MCPServer>();
+    support::wait_for(&api, name, |s: Option<&MCPServer>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
+            st.tool_count == Some(tools as i32)
+                && st.observed_generation == s.and_then(|s| s.metadata.generation)
+        })
+    })
+    .await;
+    let server = api.get(name).await.expect("the server");
+    let version = server
+        .status
+        .and_then(|s| s.catalog_version)
+        .expect("a catalog version");
+    let published = env.published(name).await.expect("a catalog in Redis");
+    assert_eq!(
+        published.version.0, version,
+        "status and Redis agree on the version"
+    );
+    published
+}
+
+// ---------------------------------------------------------------- cases
+
+/// A tool, a prompt, a resource and a server: all Ready, the catalog in
+/// Redis equal to one computed here from the API objects, the workload as
+/// specified.
+pub async fn every_kind_end_to_end(redis: Redis) {
+    let env = Env::new(redis, "e2e").await;
+    env.apply::<Service>(service("weather")).await;
+    env.apply::<MCPTool>(tool("forecast", json!({"team": "red"}), "weather"))
+        .await;
+    env.apply::<MCPPrompt>(json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPPrompt",
+        "metadata": {"name": "greet", "labels": {"team": "red"}},
+        "spec": {
+            "arguments": [{"name": "who", "required": true}],
+            "messages": [{"role": "user", "content": "Say hello to {{ who }}."}],
+        },
+    }))
+    .await;
+    env.apply::<MCPResource>(json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPResource",
+        "metadata": {"name": "guide", "labels": {"team": "red"}},
+        "spec": {"uri": "docs://guide", "mimeType": "text/markdown", "text": "# Guide"},
+    }))
+    .await;
+    let mut spec = server("red", "red");
+    spec["spec"]["replicas"] = json!(2);
+    spec["spec"]["serverInfo"] =
+        json!({"name": "Red", "version": "2.0.0", "instructions": "Be brief."});
+    spec["spec"]["ingress"] = json!({"host": "mcp.example.com", "path": "/", "className": "nginx", "tlsSecretName": "mcp-tls"});
+    env.apply::<MCPServer>(spec).await;
+
+    let tool_message = condition(
+        &env.api::<MCPTool>(),
+        "forecast",
+        "BackendResolved",
+        "True",
+        "Resolved",
+    )
+    .await;
+    let url = format!("http://weather.{}.svc:8080/call", env.ns);
+    assert_eq!(tool_message, format!("The backend is {url}."));
+    condition(&env.api::<MCPServer>(), "red", "Ready", "True", "Ready").await;
+    let published = published_version(&env, "red", 1).await;
+
+    // The catalog, computed independently from the objects in the API.
+    let api_tool = env.api::<MCPTool>().get("forecast").await.expect("tool");
+    let api_prompt = env.api::<MCPPrompt>().get("greet").await.expect("prompt");
+    let mut expected = Catalog {
+        server: env.server_id("red"),
+        server_info: ServerInfo {
+            name: "Red".into(),
+            version: "2.0.0".into(),
+            instructions: Some("Be brief.".into()),
+        },
+        tools: vec![Tool {
+            name: "forecast".into(),
+            title: None,
+            description: api_tool.spec.description.clone(),
+            input_schema: api_tool.spec.input_schema.clone(),
+            output_schema: None,
+            annotations: None,
+            endpoint: Endpoint {
+                url: api_tool
+                    .status
+                    .and_then(|s| s.resolved_endpoint)
+                    .expect("an endpoint"),
+                timeout_seconds: 5,
+                retries: 1,
+                headers: vec![],
+            },
+            method: api_tool.spec.backend.method,
+            source: Source {
+                kind: "MCPTool".into(),
+                name: "forecast".into(),
+            },
+        }],
+        prompts: vec![Prompt {
+            name: "greet".into(),
+            title: None,
+            description: None,
+            arguments: api_prompt.spec.arguments.clone(),
+            messages: api_prompt.spec.messages.clone(),
+            source: Source {
+                kind: "MCPPrompt".into(),
+                name: "greet".into(),
+            },
+        }],
+        resources: vec![Resource {
+            uri: "docs://guide".into(),
+            name: "guide".into(),
+            title: None,
+            description: None,
+            mime_type: Some("text/markdown".into()),
+            content: ResourceContent::Text("# Guide".into()),
+            source: Source {
+                kind: "MCPResource".into(),
+                name: "guide".into(),
+            },
+        }],
+    };
+    expected.normalize();
+    assert_eq!(published.catalog, expected);
+    assert_eq!(published.version, expected.version());
+
+    // The workload.
+    let deployment = env
+        .api::<Deployment>()
+        .get("red")
+        .await
+        .expect("deployment");
+    let pod = deployment
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec");
+    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let container = &pod.containers[0];
+    assert_eq!(container.args.as_deref(), Some(&["router".to_owned()][..]));
+    let security = container
+        .security_context
+        .as_ref()
+        .expect("security context");
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        pod.security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root),
+        Some(true)
+    );
+    let env_vars: BTreeMap<_, _> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(env_vars["MCP_SERVER"], format!("{}/red", env.ns));
+    assert!(
+        env_vars.contains_key("MCP_REDIS_URL") || env_vars.contains_key("MCP_REDIS_CLUSTER_URLS")
+    );
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(
+        probe_path(&container.liveness_probe).as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        probe_path(&container.readiness_probe).as_deref(),
+        Some("/readyz")
+    );
+    let owner = &deployment
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("owners")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("MCPServer", "red", Some(true))
+    );
+
+    let svc = env.api::<Service>().get("red").await.expect("service");
+    let port = &svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .expect("ports")[0];
+    assert_eq!(port.port, 80);
+    let ingress = env.api::<Ingress>().get("red").await.expect("ingress");
+    let ingress_spec = ingress.spec.expect("ingress spec");
+    assert_eq!(ingress_spec.ingress_class_name.as_deref(), Some("nginx"));
+    assert_eq!(
+        ingress_spec.tls.expect("tls")[0].secret_name.as_deref(),
+        Some("mcp-tls")
+    );
+    let pdb = env
+        .api::<PodDisruptionBudget>()
+        .get("red")
+        .await
+        .expect("pdb");
+    assert!(pdb.spec.and_then(|s| s.max_unavailable).is_some());
+    let current = env.api::<MCPServer>().get("red").await.expect("server");
+    let status = current.status.expect("status");
+    assert_eq!(status.url.as_deref(), Some("https://mcp.example.com/mcp"));
+    assert_eq!(
+        (
+            status.prompt_count,
+            status.resource_count,
+            status.ready_replicas
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+
+    // Dropping the ingress and going to one replica removes both objects.
+    let mut spec = server("red", "red");
+    spec["spec"]["replicas"] = json!(1);
+    env.apply::<MCPServer>(spec).await;
+    support::wait_for(
+        &env.api::<PodDisruptionBudget>(),
+        "red",
+        |o: Option<&PodDisruptionBudget>| o.is_none(),
+    )
+    .await;
+    support::wait_for(&env.api::<Ingress>(), "red", |o: Option<&Ingress>| {
+        o.is_none()
+    })
+    .await;
+}
+
+/// Invalid specs, each with a clear condition, none of them keeping a good
+/// tool next to them out of the catalog.
+pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
+    let env = Env::new(redis, "invalid").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPTool>(tool("good", json!({"team": "t"}), "backend"))
+        .await;
+    let with_spec = |name: &str, patch: serde_json::Value| {
+        let mut object = tool(name, json!({"team": "t"}), "backend");
+        for (key, value) in patch.as_object().expect("an object") {
+            object["spec"][key] = value.clone();
+        }
+        object
+    };
+    let tools = [
+        (
+            "bad-required",
+            with_spec(
+                "bad-required",
+                json!({"inputSchema": {"type": "object", "required": "city"}}),
+            ),
+            "SchemaValid",
+            "InvalidSchema",
+            "inputSchema is not a valid JSON Schema at '/required'",
+        ),
+        (
+            "bad-type",
+            with_spec(
+                "bad-type",
+                json!({"inputSchema": {"type": "object", "properties": {"a": {"type": 5}}}}),
+            ),
+            "SchemaValid",
+            "InvalidSchema",
+            "inputSchema is not a valid JSON Schema at '/properties/a/type'",
+        ),
+        (
+            "bad-ref",
+            with_spec(
+                "bad-ref",
+                json!({"inputSchema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}),
+            ),
+            "SchemaValid",
+            "InvalidSchema",
+            "inputSchema cannot be compiled",
+        ),
+        (
+            "bad-output",
+            with_spec(
+                "bad-output",
+                json!({"outputSchema": {"type": "object", "minProperties": -1}}),
+            ),
+            "SchemaValid",
+            "InvalidSchema",
+            "outputSchema is not a valid JSON Schema at '/minProperties'",
+        ),
+        (
+            "no-service",
+            tool("no-service", json!({"team": "t"}), "missing"),
+            "BackendResolved",
+            "ServiceNotFound",
+            "Service 'missing' does not exist in namespace",
+        ),
+        (
+            "no-port",
+            with_spec(
+                "no-port",
+                json!({"backend": {"service": {"name": "backend", "port": 9999}}}),
+            ),
+            "BackendResolved",
+            "PortNotFound",
+            "Service 'backend' has no port 9999; it exposes 8080 (http).",
+        ),
+    ];
+    for (_, object, ..) in &tools {
+        env.apply::<MCPTool>(object.clone()).await;
+    }
+    let prompt = |name: &str, arguments: serde_json::Value, content: &str| {
+        json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPPrompt",
+            "metadata": {"name": name, "labels": {"team": "t"}},
+            "spec": {"arguments": arguments, "messages": [{"role": "user", "content": content}]},
+        })
+    };
+    let prompts = [
+        (
+            "undeclared",
+            prompt("undeclared", json!([]), "Hello {{ who }}"),
+            "UndeclaredArgument",
+            "messages[0].content uses 'who', which is not a declared argument.",
+        ),
+        (
+            "unused",
+            prompt(
+                "unused",
+                json!([{"name": "who", "required": true}]),
+                "Hello",
+            ),
+            "UnusedArgument",
+            "required argument 'who' is not used by any message.",
+        ),
+        (
+            "unparsable",
+            prompt("unparsable", json!([]), "Hello {{ who "),
+            "InvalidTemplate",
+            "messages[0].content does not parse",
+        ),
+    ];
+    for (_, object, ..) in &prompts {
+        env.apply::<MCPPrompt>(object.clone()).await;
+    }
+    let resource = |name: &str, spec: serde_json::Value| {
+        json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPResource",
+            "metadata": {"name": name, "labels": {"team": "t"}},
+            "spec": spec,
+        })
+    };
+    let large = "x".repeat(mcp_operator_controller::MAX_INLINE_BYTES + 1);
+    let resources = [
+        (
+            "too-large",
+            resource("too-large", json!({"uri": "docs://large", "text": large})),
+            "SchemaValid",
+            "ContentTooLarge",
+            "over the limit of 1048576 bytes (1 MiB)",
+        ),
+        (
+            "bad-uri",
+            resource("bad-uri", json!({"uri": "docs://bad host/x", "text": "x"})),
+            "SchemaValid",
+            "InvalidURI",
+            "uri 'docs://bad host/x' is not an absolute URI",
+        ),
+        (
+            "no-backend",
+            resource(
+                "no-backend",
+                json!({"uri": "docs://remote", "backend": {"service": {"name": "gone", "port": 80}}}),
+            ),
+            "BackendResolved",
+            "ServiceNotFound",
+            "Service 'gone' does not exist",
+        ),
+    ];
+    for (_, object, ..) in &resources {
+        env.apply::<MCPResource>(object.clone()).await;
+    }
+    env.apply::<MCPServer>(server("ok", "t")).await;
+    let mut bad_selector = server("bad-selector", "t");
+    bad_selector["spec"]["toolSelector"] =
+        json!({"matchExpressions": [{"key": "team", "operator": "Near", "values": ["t"]}]});
+    env.apply::<MCPServer>(bad_selector).await;
+
+    for (name, _, type_, reason, message) in &tools {
+        let got = condition(&env.api::<MCPTool>(), name, type_, "False", reason).await;
+        assert!(got.contains(message), "{name}: {got}");
+        let ready = condition(&env.api::<MCPTool>(), name, "Ready", "False", reason).await;
+        assert_eq!(ready, got);
+    }
+    for (name, _, reason, message) in &prompts {
+        let got = condition(
+            &env.api::<MCPPrompt>(),
+            name,
+            "SchemaValid",
+            "False",
+            reason,
+        )
+        .await;
+        assert!(got.contains(message), "{name}: {got}");
+    }
+    for (name, _, type_, reason, message) in &resources {
+        let got = condition(&env.api::<MCPResource>(), name, type_, "False", reason).await;
+        assert!(got.contains(message), "{name}: {got}");
+    }
+    let got = condition(
+        &env.api::<MCPServer>(),
+        "bad-selector",
+        "Ready",
+        "False",
+        "InvalidSpec",
+    )
+    .await;
+    assert!(
+        got.contains("spec.toolSelector is not a valid label selector"),
+        "{got}"
+    );
+
+    // The good tool is served; every bad member is listed as not served.
+    let published = published_version(&env, "ok", 1).await;
+    let names: Vec<_> = published
+        .catalog
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let status = env
+        .api::<MCPServer>()
+        .get("ok")
+        .await
+        .expect("server")
+        .status
+        .expect("status");
+    let excluded: Vec<_> = status
+        .excluded
+        .iter()
+        .map(|e| (e.kind.as_str(), e.name.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        excluded.len(),
+        tools.len() + prompts.len() + resources.len(),
+        "{excluded:?}"
+    );
+    assert!(
+        excluded.iter().all(|(_, _, reason)| *reason == "NotReady"),
+        "{excluded:?}"
+    );
+    assert!(
+        status
+            .excluded
+            .iter()
+            .any(|e| e.name == "no-port" && e.message.contains("PortNotFound")),
+        "{:?}",
+        status.excluded
+    );
+}
+
+/// Relabelling a tool moves it from one server's catalog to the other's;
+/// two tools with one MCP name resolve to the first by object name.
+pub async fn label_change_moves_a_tool(redis: Redis) {
+    let env = Env::new(redis, "move").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPServer>(server("red", "red")).await;
+    env.apply::<MCPServer>(server("blue", "blue")).await;
+    env.apply::<MCPTool>(tool("mover", json!({"team": "red"}), "backend"))
+        .await;
+    published_version(&env, "red", 1).await;
+    published_version(&env, "blue", 0).await;
+
+    env.apply::<MCPTool>(tool("mover", json!({"team": "blue"}), "backend"))
+        .await;
+    let blue = published_version(&env, "blue", 1).await;
+    let red = published_version(&env, "red", 0).await;
+    assert_eq!(blue.catalog.tools[0].name, "mover");
+    assert!(red.catalog.tools.is_empty());
+
+    // A collision: "a-twin" and "mover" both call themselves "mover".
+    let mut twin = tool("a-twin", json!({"team": "blue"}), "backend");
+    twin["spec"]["name"] = json!("mover");
+    env.apply::<MCPTool>(twin).await;
+    let api = env.api::<MCPServer>();
+    let collided = support::wait_for(&api, "blue", |s: Option<&MCPServer>| {
+        s.and_then(|s| s.status.as_ref())
+            .is_some_and(|st| st.excluded.iter().any(|e| e.reason == "NameCollision"))
+    })
+    .await
+    .expect("the server");
+    let excluded = &collided.status.expect("status").excluded[0];
+    assert_eq!(excluded.name, "mover");
+    assert_eq!(
+        excluded.message,
+        "'mover' is also defined by MCPTool 'a-twin', which is served because its name sorts first."
+    );
+    let blue = published_version(&env, "blue", 1).await;
+    assert_eq!(blue.catalog.tools[0].source.name, "a-twin");
+}
+
+/// Deleting a tool's Service flips BackendResolved and drops the tool from
+/// the catalog; recreating it brings both back.
+pub async fn service_deletion_flips_backend_resolved(redis: Redis) {
+    let env = Env::new(redis, "svc").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPServer>(server("s", "t")).await;
+    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
+        .await;
+    condition(
+        &env.api::<MCPTool>(),
+        "tool",
+        "BackendResolved",
+        "True",
+        "Resolved",
+    )
+    .await;
+    published_version(&env, "s", 1).await;
+
+    env.api::<Service>()
+        .delete("backend", &DeleteParams::default())
+        .await
+        .expect("delete service");
+    condition(
+        &env.api::<MCPTool>(),
+        "tool",
+        "BackendResolved",
+        "False",
+        "ServiceNotFound",
+    )
+    .await;
+    let tool_now = env.api::<MCPTool>().get("tool").await.expect("tool");
+    assert_eq!(
+        tool_now.status.and_then(|s| s.resolved_endpoint),
+        None,
+        "a stale endpoint is removed"
+    );
+    published_version(&env, "s", 0).await;
+
+    env.apply::<Service>(service("backend")).await;
+    condition(
+        &env.api::<MCPTool>(),
+        "tool",
+        "BackendResolved",
+        "True",
+        "Resolved",
+    )
+    .await;
+    published_version(&env, "s", 1).await;
+}
+
+/// A reconcile that changes nothing writes and publishes nothing; deleting
+/// the server removes its catalog and publishes a tombstone.
+pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis: Redis) {
+    let env = Env::new(redis, "cleanup").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
+        .await;
+    env.apply::<MCPServer>(server("s", "t")).await;
+    let first = published_version(&env, "s", 1).await;
+
+    let id = env.server_id("s");
+    let client = redis::Client::open(match redis {
+        Redis::Single => testenv_var("MCP_REDIS_URL"),
+        // In a cluster a PUBLISH reaches every node; any one will do.
+        Redis::Cluster => testenv_var("MCP_REDIS_CLUSTER_URLS")
+            .split(',')
+            .next()
+            .expect("a seed")
+            .to_owned(),
+    })
+    .expect("a client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pub/sub");
+    pubsub
+        .subscribe(keys::channel(&id))
+        .await
+        .expect("SUBSCRIBE");
+
+    // Touch the server: a new reconcile that finds the catalog current.
+    let unchanged = r#"mcp_operator_catalog_publishes_total{outcome="unchanged"}"#;
+    let before = env.counter(unchanged);
+    let api = env.api::<MCPServer>();
+    let touch = json!({"metadata": {"annotations": {"test/touched": "yes"}}});
+    api.patch("s", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("annotate");
+    tokio::time::timeout(WAIT, async {
+        while env.counter(unchanged) <= before {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("an unchanged publish after the touch");
+    assert_eq!(
+        env.published("s").await.expect("catalog").version,
+        first.version
+    );
+
+    api.delete("s", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut messages = pubsub.on_message();
+    let message = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut messages))
+        .await
+        .expect("an invalidation within the wait")
+        .expect("a message");
+    let invalidation: Invalidation =
+        serde_json::from_str(&message.get_payload::<String>().expect("payload")).expect("JSON");
+    assert_eq!(
+        invalidation,
+        Invalidation {
+            server: id.clone(),
+            version: None
+        },
+        "the first message after the touch is the tombstone"
+    );
+    support::wait_for(&api, "s", |o: Option<&MCPServer>| o.is_none()).await;
+    assert!(env.published("s").await.is_none());
+    let mut conn = crate::controller::redis(redis).await;
+    let version: Option<String> = conn.get(keys::version(&id)).await.expect("GET version");
+    assert_eq!(version, None);
+}
+
+/// Defines one #[tokio::test] per case for a Redis kind.
+#[macro_export]
+macro_rules! controller_cases {
+    ($redis:expr) => {
+        #[tokio::test]
+        async fn every_kind_end_to_end() {
+            controller::every_kind_end_to_end($redis).await
+        }
+        #[tokio::test]
+        async fn invalid_specs_are_explained_and_isolated() {
+            controller::invalid_specs_are_explained_and_isolated($redis).await
+        }
+        #[tokio::test]
+        async fn label_change_moves_a_tool() {
+            controller::label_change_moves_a_tool($redis).await
+        }
+        #[tokio::test]
+        async fn service_deletion_flips_backend_resolved() {
+            controller::service_deletion_flips_backend_resolved($redis).await
+        }
+        #[tokio::test]
+        async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis() {
+            controller::unchanged_reconcile_writes_nothing_and_deletion_cleans_redis($redis).await
+        }
+    };
+}
