@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "MCPServerStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Tools","type":"integer","jsonPath":".status.toolCount"}"#,
     printcolumn = r#"{"name":"Prompts","type":"integer","jsonPath":".status.promptCount"}"#,
     printcolumn = r#"{"name":"Resources","type":"integer","jsonPath":".status.resourceCount"}"#,
