@@ -11,7 +11,8 @@
 # Ports and state are configurable so that two environments can run at once:
 #   TESTENV_DIR                      state root (default: <repo>/.testenv)
 #   TESTENV_REDIS_PORT               single node (default 16379)
-#   TESTENV_REDIS_CLUSTER_BASE_PORT  first of six cluster ports (default 17000)
+#   TESTENV_REDIS_CLUSTER_BASE_PORT  first of six cluster ports (default 17000);
+#                                    each node also takes port + 10000 (cluster bus)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 state="${TESTENV_DIR:-$here/../../.testenv}/redis"
