@@ -6,7 +6,7 @@ SHELL := bash
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
 
-.PHONY: help build crds lint fmt testenv testenv-down test
+.PHONY: help build crds lint fmt testenv testenv-down test chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,3 +35,8 @@ testenv-down: ## Stop the control plane and Redis and remove their state
 
 test: lint ## Everything: unit tests, and integration tests against the testenv
 	$(TESTENV) run -- $(CARGO) test --workspace --all-targets
+
+chaos: ## Failover benchmark (kill -9 and SIGTERM of shard holders); writes docs/benchmarks.md
+	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
+	$(TESTENV) run -- $(CARGO) run --release --quiet -p mcp-operator-chaos --bin failover -- \
+		$${CARGO_TARGET_DIR:-target}/release/mcp-operator docs/benchmarks.md

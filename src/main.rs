@@ -21,7 +21,7 @@ enum Command {
     /// MCPServer objects and publish catalogs to Redis.
     Controller {
         #[command(flatten)]
-        args: mcp_operator_controller::ControllerArgs,
+        args: Box<mcp_operator_controller::ControllerArgs>,
         #[command(flatten)]
         log: telemetry::LogArgs,
     },
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds { out_dir, reference } => crds::run(out_dir.as_deref(), reference),
         Command::Controller { args, log } => {
-            serve(&log, |metrics| mcp_operator_controller::run(args, metrics))
+            serve(&log, |metrics| mcp_operator_controller::run(*args, metrics))
         }
     };
     match result {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -18,7 +19,7 @@ use mcp_operator_catalog::{
     Catalog, Endpoint, Invalidation, Prompt, Published, Resource, ResourceContent, ServerId,
     ServerInfo, Source, Tool, keys,
 };
-use mcp_operator_controller::ControllerArgs;
+use mcp_operator_controller::{ControllerArgs, ShardingArgs};
 use mcp_operator_store::RedisArgs;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::AsyncCommands;
@@ -56,6 +57,19 @@ fn redis_args(redis: Redis) -> RedisArgs {
     }
 }
 
+/// Sharding flags as the defaults, with Leases in `namespace`.
+pub fn sharding(namespace: String) -> ShardingArgs {
+    ShardingArgs {
+        shards: 16,
+        lease_namespace: namespace,
+        identity: "test".into(),
+        lease_duration: Duration::from_secs(5),
+        renew_interval: Duration::from_secs(1),
+        retry_period: Duration::from_millis(500),
+        shutdown_timeout: Duration::from_secs(10),
+    }
+}
+
 /// Starts this binary's controller once, on a thread of its own so that it
 /// outlives each test's runtime; returns its metrics.
 pub fn controller(redis: Redis) -> PrometheusHandle {
@@ -65,17 +79,23 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .install_recorder()
                 .expect("the only metrics recorder");
-            let args = ControllerArgs {
-                redis: redis_args(redis),
-                metrics_listen: ([127, 0, 0, 1], 0).into(),
-                router_image: "mcp-operator:test".into(),
-                router_redis_url: None,
-                concurrency: 8,
-            };
             let metrics = handle.clone();
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-                if let Err(error) = runtime.block_on(mcp_operator_controller::run(args, metrics)) {
+                let result = runtime.block_on(async {
+                    // Leases of this binary's controller, apart from others'.
+                    let client = support::client().await;
+                    let args = ControllerArgs {
+                        redis: redis_args(redis),
+                        metrics_listen: ([127, 0, 0, 1], 0).into(),
+                        router_image: "mcp-operator:test".into(),
+                        router_redis_url: None,
+                        concurrency: 8,
+                        sharding: sharding(support::namespace(&client, "leases").await),
+                    };
+                    mcp_operator_controller::run(args, metrics).await
+                });
+                if let Err(error) = result {
                     panic!("the controller stopped: {error:#}");
                 }
             });

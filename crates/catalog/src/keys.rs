@@ -16,6 +16,14 @@ pub fn version(server: &ServerId) -> String {
     format!("mcp:{{{server}}}:version")
 }
 
+/// The fence: a hash (`shards`, `shard`, `token`, `holder`) with the
+/// highest fencing token accepted for this server. The controller's write
+/// scripts refuse a lower token of the same shard, so a replica that lost
+/// its shard cannot overwrite what the new holder wrote.
+pub fn fence(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:fence")
+}
+
 /// The pub/sub channel that carries [`Invalidation`](crate::Invalidation)s.
 pub fn channel(server: &ServerId) -> String {
     format!("mcp:{{{server}}}:invalidate")
@@ -38,7 +46,12 @@ mod tests {
             namespace: "team-a".into(),
             name: "weather".into(),
         };
-        let keys = [catalog(&server), version(&server), channel(&server)];
+        let keys = [
+            catalog(&server),
+            version(&server),
+            fence(&server),
+            channel(&server),
+        ];
         assert!(
             keys.iter().all(|k| hash_tag(k) == "team-a/weather"),
             "{keys:?}"

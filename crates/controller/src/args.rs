@@ -1,6 +1,7 @@
 //! `mcp-operator controller` flags; each can also come from the environment.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use mcp_operator_store::RedisArgs;
@@ -26,4 +27,43 @@ pub struct ControllerArgs {
     /// Reconciles run at once, per kind.
     #[arg(long, env = "MCP_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+
+    #[command(flatten)]
+    pub sharding: ShardingArgs,
+}
+
+/// How replicas divide the work (docs/sharding.md).
+#[derive(Args, Clone, Debug)]
+pub struct ShardingArgs {
+    /// Shards the namespaces are hashed into; every replica must use the
+    /// same number. More shards spread work more evenly over replicas, at
+    /// one Lease (and its renewals) per shard.
+    #[arg(long, env = "MCP_SHARDS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+
+    /// Namespace of the shard Leases: the operator's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// This replica's name (the pod name); a random suffix is added at
+    /// every start, so a restarted pod is a new holder.
+    #[arg(long, env = "POD_NAME", default_value = "mcp-operator")]
+    pub identity: String,
+
+    /// A shard whose Lease goes unrenewed this long is taken over.
+    #[arg(long, env = "MCP_LEASE_DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How often held Leases are renewed; well below the lease duration.
+    #[arg(long, env = "MCP_RENEW_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub renew_interval: Duration,
+
+    /// How often free shards are looked for and surplus ones handed over.
+    #[arg(long, env = "MCP_RETRY_PERIOD", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
+
+    /// At SIGTERM, how long in-flight reconciles may finish before they are
+    /// abandoned and the Leases released.
+    #[arg(long, env = "MCP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }

@@ -1,7 +1,7 @@
 //! What every reconcile shares: the API client, Redis, the in-memory
 //! stores of the watched kinds, the membership index and the settings.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
@@ -12,6 +12,7 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store as Redis;
 
 use crate::backoff::Backoff;
+use crate::lease::Shards;
 use crate::membership::Membership;
 use crate::workload::RouterSettings;
 
@@ -30,13 +31,20 @@ pub struct Context {
     pub membership: Mutex<Membership>,
     pub backoff: Backoff,
     pub router: RouterSettings,
+    pub shards: Arc<Shards>,
 }
 
 impl Context {
-    pub fn new(client: Client, redis: Redis, stores: Stores, router: RouterSettings) -> Self {
+    pub fn new(
+        client: Client,
+        redis: Redis,
+        stores: Stores,
+        router: RouterSettings,
+        shards: Arc<Shards>,
+    ) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: FIELD_MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: Some(shards.identity().to_owned()),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -50,6 +58,7 @@ impl Context {
             membership: Mutex::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
+            shards,
         }
     }
 

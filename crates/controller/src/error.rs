@@ -17,6 +17,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
+    #[error("Redis refused the write: a newer holder of shard {0} has written")]
+    Fenced(crate::shard::ShardId),
 }
 
 impl Error {
@@ -32,6 +34,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::Incomplete(_) => "incomplete",
+            Error::Fenced(_) => "fenced",
         }
     }
 }

@@ -9,6 +9,9 @@
 //!
 //! Reconcilers read in-memory stores, never LIST; transient errors retry
 //! with per-object backoff ([`backoff`]); invalid specs wait for a change.
+//! Replicas divide the namespaces into shards ([`shard`]), elect a holder
+//! per shard ([`lease`]) and reconcile only the shards they hold; Redis
+//! writes carry the shard's fencing token ([`publish`]).
 
 mod args;
 mod assemble;
@@ -19,10 +22,12 @@ mod conditions;
 mod context;
 mod error;
 mod http;
+mod lease;
 mod member;
 mod membership;
 mod publish;
 mod server;
+mod shard;
 mod status;
 mod telemetry;
 mod validate;
@@ -45,20 +50,42 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use args::ControllerArgs;
+pub use args::{ControllerArgs, ShardingArgs};
+pub use shard::{ShardId, shard_of};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
 use context::{Context, Stores};
 use error::Error;
+use lease::{ElectionConfig, Shards};
 use member::Member;
 use watch::Deletions::{Include, Skip};
 use workload::RouterSettings;
 
-/// Runs the controllers until SIGTERM or Ctrl-C.
+/// Runs the controllers until SIGTERM or Ctrl-C, then hands the shards over.
 pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    let sharding = &args.sharding;
+    anyhow::ensure!(
+        sharding.renew_interval < sharding.lease_duration,
+        "--renew-interval ({:?}) must be shorter than --lease-duration ({:?})",
+        sharding.renew_interval,
+        sharding.lease_duration
+    );
     let client = Client::try_default().await?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
+    let shards = Arc::new(Shards::new(ElectionConfig {
+        shards: sharding.shards,
+        namespace: sharding.lease_namespace.clone(),
+        identity: format!("{}-{:08x}", sharding.identity, rand::random::<u32>()),
+        lease_duration: sharding.lease_duration,
+        renew_interval: sharding.renew_interval,
+        retry_period: sharding.retry_period,
+    }));
+    tracing::info!(
+        identity = shards.identity(),
+        shards = shards.shard_count(),
+        "starting"
+    );
 
     // One watch per member kind: its own controller, and the servers.
     let (tools, [tool_events, tool_servers], tools_watch) =
@@ -95,6 +122,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             servers: servers.store(),
         },
         router_settings(&args),
+        shards.clone(),
     ));
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -105,44 +133,141 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         }
     });
 
+    // SIGTERM or Ctrl-C: controllers stop taking work, in-flight
+    // reconciles get a bounded time, then the Leases are released.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let (election_stop_tx, election_stop) = tokio::sync::watch::channel(false);
+    let election = tokio::spawn(lease::run(
+        ctx.client.clone(),
+        shards.clone(),
+        stopped(election_stop),
+    ));
+
     let config = controller::Config::default().concurrency(args.concurrency);
     let servers = servers
         .watches_stream(tool_servers, servers_of::<MCPTool>(&ctx))
         .watches_stream(prompt_servers, servers_of::<MCPPrompt>(&ctx))
         .watches_stream(resource_servers, servers_of::<MCPResource>(&ctx))
+        .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
         .with_config(config.clone())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
     let tools = Controller::for_stream(tool_events, tools)
         .watches_stream(
             tool_services,
             backed_by::<MCPTool>(&ctx, |c| c.tools.state()),
         )
+        .reconcile_on(on_shard_gained(&ctx, |c| c.tools.state()))
         .with_config(config.clone())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(check::reconcile::<MCPTool>, error_policy, ctx.clone());
     let prompts = Controller::for_stream(prompt_events, prompts)
+        .reconcile_on(on_shard_gained(&ctx, |c| c.prompts.state()))
         .with_config(config.clone())
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(check::reconcile::<MCPPrompt>, error_policy, ctx.clone());
     let resources = Controller::for_stream(resource_events, resources)
         .watches_stream(
             resource_services,
             backed_by::<MCPResource>(&ctx, |c| c.resources.state()),
         )
+        .reconcile_on(on_shard_gained(&ctx, |c| c.resources.state()))
         .with_config(config)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stopped(stop.clone()))
         .run(check::reconcile::<MCPResource>, error_policy, ctx.clone());
 
     tracing::info!("controllers started");
-    futures::join!(
-        drain(servers, &ctx),
-        drain(tools, &ctx),
-        drain(prompts, &ctx),
-        drain(resources, &ctx),
-    );
-    tracing::info!("controllers stopped");
+    let controllers = async {
+        futures::join!(
+            drain(servers, &ctx),
+            drain(tools, &ctx),
+            drain(prompts, &ctx),
+            drain(resources, &ctx),
+        )
+    };
+    let mut stopping = stop.clone();
+    let deadline = async {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(args.sharding.shutdown_timeout).await;
+    };
+    tokio::select! {
+        _ = controllers => {}
+        () = deadline => tracing::warn!("abandoning reconciles still running after the shutdown timeout"),
+    }
+    let _ = election_stop_tx.send(true);
+    if let Err(error) = election.await {
+        tracing::error!(%error, "the shard election failed");
+    }
+    tracing::info!("controllers stopped; shards released");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the controller");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). A oneshot
+/// receiver, because kube-runtime wants a `Sync` shutdown future.
+fn stopped(
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// Every object of a shard this replica just gained, for its controller
+/// to reconcile at once.
+fn on_shard_gained<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
+    ctx: &Arc<Context>,
+    objects: fn(&Context) -> Vec<Arc<K>>,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut gained = ctx.shards.gained();
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            let shard = match gained.recv().await {
+                Ok(shard) => shard,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let count = ctx.shards.shard_count();
+            for object in objects(&ctx) {
+                let in_shard = object
+                    .meta()
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|ns| shard_of(ns, count) == shard);
+                if in_shard && tx.send(ObjectRef::from_obj(&*object)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
 }
 
 fn shared<K, const N: usize>(

@@ -1,45 +1,65 @@
 //! Writing catalogs to Redis. Each write is one Lua script over the
-//! server's keys (one hash tag, so one cluster slot): it compares versions,
-//! writes and publishes the invalidation atomically, so a reconcile that
-//! changes nothing writes and publishes nothing, and routers never see a
-//! version without its catalog.
+//! server's keys (one hash tag, so one cluster slot). The script first
+//! checks the fence: a write whose fencing token is lower than the highest
+//! accepted for the server's shard is refused, so an ex-holder of the shard
+//! can never overwrite newer state. It then compares versions, and writes
+//! and publishes the invalidation atomically, so a reconcile that changes
+//! nothing writes and publishes nothing, and routers never see a version
+//! without its catalog.
 
 use std::sync::LazyLock;
 
 use mcp_operator_catalog::{Invalidation, Published, ServerId, keys};
 use mcp_operator_store::Store;
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
 use crate::error::Error;
+use crate::shard::FencingToken;
 
-/// KEYS: catalog, version. ARGV: version, published JSON, channel,
-/// invalidation JSON. Returns 1 when written, 0 when already current.
+/// Shared by both scripts: KEYS[3] is the fence, ARGV[1..4] the token.
+/// Refuses a lower token of the same shard layout and shard (returns -1);
+/// records a new token or holder.
+const FENCE: &str = r"
+local fence = redis.call('HMGET', KEYS[3], 'shards', 'shard', 'token', 'holder')
+if fence[1] == ARGV[1] and fence[2] == ARGV[2] and tonumber(ARGV[3]) < tonumber(fence[3]) then
+  return -1
+end
+if fence[1] ~= ARGV[1] or fence[2] ~= ARGV[2] or fence[3] ~= ARGV[3] or fence[4] ~= ARGV[4] then
+  redis.call('HSET', KEYS[3], 'shards', ARGV[1], 'shard', ARGV[2], 'token', ARGV[3], 'holder', ARGV[4])
+end
+";
+
+/// KEYS: catalog, version, fence. ARGV: token (4), version, published JSON,
+/// channel, invalidation JSON. Returns 1 written, 0 already current, -1
+/// fenced.
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('EXISTS', KEYS[1]) == 1 then
+    Script::new(&format!(
+        "{FENCE}
+        redis.call('PERSIST', KEYS[3])
+        if redis.call('GET', KEYS[2]) == ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
           return 0
         end
-        redis.call('SET', KEYS[1], ARGV[2])
-        redis.call('SET', KEYS[2], ARGV[1])
-        redis.call('PUBLISH', ARGV[3], ARGV[4])
-        return 1
-        ",
-    )
+        redis.call('SET', KEYS[1], ARGV[6])
+        redis.call('SET', KEYS[2], ARGV[5])
+        redis.call('PUBLISH', ARGV[7], ARGV[8])
+        return 1"
+    ))
 });
 
-/// KEYS: catalog, version. ARGV: channel, tombstone JSON. Returns the
-/// number of keys removed; publishes only when there was something.
+/// KEYS: catalog, version, fence. ARGV: token (4), channel, tombstone JSON.
+/// Returns the number of keys removed (publishing only when there was
+/// something), or -1 fenced. The fence stays a day, so a fenced-out replica
+/// cannot resurrect the catalog of a deleted server.
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        "{FENCE}
+        redis.call('EXPIRE', KEYS[3], 86400)
         local removed = redis.call('DEL', KEYS[1], KEYS[2])
         if removed > 0 then
-          redis.call('PUBLISH', ARGV[1], ARGV[2])
+          redis.call('PUBLISH', ARGV[5], ARGV[6])
         end
-        return removed
-        ",
-    )
+        return removed"
+    ))
 });
 
 /// What a publish did.
@@ -62,24 +82,55 @@ fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String,
     serde_json::to_string(value).map_err(|source| Error::Build { what, source })
 }
 
+/// Prepares a fenced invocation of `script` on `server`'s keys.
+fn fenced<'a>(script: &'a Script, server: &ServerId, token: &FencingToken) -> ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(keys::catalog(server))
+        .key(keys::version(server))
+        .key(keys::fence(server))
+        .arg(token.shards)
+        .arg(token.shard.0)
+        .arg(token.token)
+        .arg(&token.holder);
+    invocation
+}
+
+async fn invoke(
+    store: &Store,
+    invocation: &ScriptInvocation<'_>,
+    token: &FencingToken,
+) -> Result<i64, Error> {
+    let mut conn = store.get().await?;
+    let result: i64 = invocation
+        .invoke_async(&mut conn)
+        .await
+        .map_err(mcp_operator_store::StoreError::from)?;
+    if result < 0 {
+        metrics::counter!("mcp_operator_fenced_writes_rejected_total").increment(1);
+        return Err(Error::Fenced(token.shard));
+    }
+    Ok(result)
+}
+
 /// Writes `published` unless Redis already holds its version.
-pub async fn publish(store: &Store, published: &Published) -> Result<Outcome, Error> {
+pub async fn publish(
+    store: &Store,
+    published: &Published,
+    token: &FencingToken,
+) -> Result<Outcome, Error> {
     let server = &published.catalog.server;
     let invalidation = Invalidation {
         server: server.clone(),
         version: Some(published.version.clone()),
     };
-    let mut conn = store.get().await?;
-    let written: i64 = PUBLISH
-        .key(keys::catalog(server))
-        .key(keys::version(server))
+    let mut invocation = fenced(&PUBLISH, server, token);
+    invocation
         .arg(&published.version.0)
         .arg(to_json("catalog", published)?)
         .arg(keys::channel(server))
-        .arg(to_json("invalidation", &invalidation)?)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(mcp_operator_store::StoreError::from)?;
+        .arg(to_json("invalidation", &invalidation)?);
+    let written = invoke(store, &invocation, token).await?;
     Ok(if written == 1 {
         Outcome::Written
     } else {
@@ -88,19 +139,126 @@ pub async fn publish(store: &Store, published: &Published) -> Result<Outcome, Er
 }
 
 /// Removes a deleted server's catalog and publishes its tombstone.
-pub async fn remove(store: &Store, server: &ServerId) -> Result<bool, Error> {
+pub async fn remove(store: &Store, server: &ServerId, token: &FencingToken) -> Result<bool, Error> {
     let tombstone = Invalidation {
         server: server.clone(),
         version: None,
     };
-    let mut conn = store.get().await?;
-    let removed: i64 = REMOVE
-        .key(keys::catalog(server))
-        .key(keys::version(server))
+    let mut invocation = fenced(&REMOVE, server, token);
+    invocation
         .arg(keys::channel(server))
-        .arg(to_json("tombstone", &tombstone)?)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(mcp_operator_store::StoreError::from)?;
-    Ok(removed > 0)
+        .arg(to_json("tombstone", &tombstone)?);
+    Ok(invoke(store, &invocation, token).await? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use mcp_operator_catalog::{Catalog, ServerInfo};
+    use mcp_operator_store::RedisArgs;
+
+    use super::*;
+    use crate::shard::ShardId;
+
+    fn store(cluster: bool) -> Store {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `make test`"))
+        };
+        let (redis_url, redis_cluster_urls) = if cluster {
+            (
+                None,
+                var("MCP_REDIS_CLUSTER_URLS")
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            (Some(var("MCP_REDIS_URL")), vec![])
+        };
+        let args = RedisArgs {
+            redis_url,
+            redis_cluster_urls,
+            redis_pool_size: 2,
+            redis_qps: NonZeroU32::new(1000).expect("non-zero"),
+            redis_burst: NonZeroU32::new(100).expect("non-zero"),
+        };
+        Store::new(&args, "test").expect("a store")
+    }
+
+    fn published(server: &ServerId, version: &str) -> Published {
+        let catalog = Catalog {
+            server: server.clone(),
+            server_info: ServerInfo {
+                name: version.into(),
+                version: version.into(),
+                instructions: None,
+            },
+            tools: vec![],
+            prompts: vec![],
+            resources: vec![],
+        };
+        Published {
+            version: catalog.version(),
+            catalog,
+        }
+    }
+
+    fn token(token: i64, holder: &str) -> FencingToken {
+        FencingToken {
+            shards: 16,
+            shard: ShardId(3),
+            token,
+            holder: holder.into(),
+        }
+    }
+
+    /// The fence, on a single node and on the cluster: a newer holder's
+    /// write stands against everything the older one tries afterwards.
+    async fn fence(cluster: bool) {
+        let store = store(cluster);
+        let server = ServerId {
+            namespace: format!("fence-{}", rand::random::<u32>()),
+            name: "s".into(),
+        };
+        let (old, new) = (token(4, "old"), token(5, "new"));
+        assert_eq!(
+            publish(&store, &published(&server, "a"), &old)
+                .await
+                .expect("first"),
+            Outcome::Written
+        );
+        assert_eq!(
+            publish(&store, &published(&server, "b"), &new)
+                .await
+                .expect("newer"),
+            Outcome::Written
+        );
+        let stale = publish(&store, &published(&server, "c"), &old).await;
+        assert!(matches!(stale, Err(Error::Fenced(ShardId(3)))), "{stale:?}");
+        let stale_delete = remove(&store, &server, &old).await;
+        assert!(
+            matches!(stale_delete, Err(Error::Fenced(ShardId(3)))),
+            "{stale_delete:?}"
+        );
+        // The newer holder's content is still there, unchanged.
+        assert_eq!(
+            publish(&store, &published(&server, "b"), &new)
+                .await
+                .expect("same"),
+            Outcome::Unchanged
+        );
+        assert!(remove(&store, &server, &new).await.expect("removed"));
+    }
+
+    #[tokio::test]
+    async fn a_lower_token_is_refused_on_a_single_node() {
+        fence(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_lower_token_is_refused_on_the_cluster() {
+        fence(true).await;
+    }
 }

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
 use crate::publish::{self, Outcome};
+use crate::shard::FencingToken;
 use crate::workload::{self, Workload};
 use crate::{status, telemetry};
 
@@ -45,18 +46,27 @@ pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Acti
 
 async fn reconcile_with_finalizer(server: Arc<MCPServer>, ctx: &Context) -> Result<Action, Error> {
     let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let Some(token) = ctx.shards.token_for(&namespace) else {
+        return Ok(Action::await_change()); // another replica's shard
+    };
     let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let token = &token;
     finalizer(&api, FINALIZER, server, |event| async move {
-        match event {
-            Finalizer::Apply(server) => apply(&server, ctx).await,
-            Finalizer::Cleanup(server) => cleanup(&server, ctx).await,
+        let result = match event {
+            Finalizer::Apply(server) => apply(&server, ctx, token).await,
+            Finalizer::Cleanup(server) => cleanup(&server, ctx, token).await,
+        };
+        if let Err(Error::Fenced(shard)) = &result {
+            ctx.shards
+                .lose(*shard, "Redis refused a write with its fencing token");
         }
+        result
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-async fn apply(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
+async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
     if let Some(problem) = invalid(server) {
         let desired = [
             Desired::new(CATALOG_PUBLISHED, false, "InvalidSpec", &problem),
@@ -78,7 +88,7 @@ async fn apply(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
         version: assembly.catalog.version(),
         catalog: assembly.catalog,
     };
-    let outcome = publish::publish(&ctx.redis, &published).await?;
+    let outcome = publish::publish(&ctx.redis, &published, token).await?;
     telemetry::catalog_published(outcome.as_str());
     if outcome == Outcome::Written {
         tracing::info!(version = %published.version, "published the catalog");
@@ -152,9 +162,9 @@ async fn apply(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-async fn cleanup(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
     let id = server_id(server);
-    let removed = publish::remove(&ctx.redis, &id).await?;
+    let removed = publish::remove(&ctx.redis, &id, token).await?;
     if removed {
         telemetry::catalog_published("removed");
         tracing::info!("removed the catalog and published a tombstone");

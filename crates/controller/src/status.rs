@@ -1,7 +1,9 @@
 //! Writing status by server-side apply: the status is always written whole,
 //! so a field the operator stops setting (an endpoint that no longer
 //! resolves, an empty exclusion list) is removed rather than left stale, as
-//! a merge patch would leave it.
+//! a merge patch would leave it. The apply carries the resourceVersion the
+//! reconcile read, so a replica acting on an old view (one that just lost
+//! the shard) gets a conflict instead of clobbering newer status.
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
@@ -26,6 +28,7 @@ where
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"resourceVersion": object.resource_version()},
         "status": status,
     });
     api.patch_status(

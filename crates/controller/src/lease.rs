@@ -1,0 +1,459 @@
+//! Shard leases: which replica reconciles which shard.
+//!
+//! Every shard has a `coordination.k8s.io/v1` Lease, and every replica a
+//! heartbeat Lease of its own so the others can count live replicas. Each
+//! tick a replica renews the shards it holds, releases those above its fair
+//! share (`ceil(shards / live replicas)`) so that a replica that joined can
+//! take them, and acquires free or expired shards up to its share. Every
+//! write is a `replace` carrying the resourceVersion it read, so two
+//! replicas can never both win a shard: the loser gets a conflict.
+//!
+//! Expiry is judged the way client-go's leader election judges it: by how
+//! long a Lease has gone unchanged as seen by this process's monotonic
+//! clock, never by comparing another machine's timestamps with ours.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use tokio::sync::broadcast;
+
+use crate::shard::{FencingToken, ShardId, shard_of};
+
+const LABEL: &str = "kubemcp.io/lease";
+
+/// How shards are elected.
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    pub shards: u32,
+    /// Where the Leases live: the operator's own namespace.
+    pub namespace: String,
+    /// This process: pod name plus a per-start unique suffix.
+    pub identity: String,
+    /// A Lease not renewed for this long is free for the taking.
+    pub lease_duration: Duration,
+    /// How often held Leases are renewed.
+    pub renew_interval: Duration,
+    /// How often free shards are looked for (and surplus ones released).
+    pub retry_period: Duration,
+}
+
+struct Held {
+    token: i64,
+    renewed: Instant,
+}
+
+/// The shards this replica holds, read by every reconcile.
+pub struct Shards {
+    config: ElectionConfig,
+    held: RwLock<BTreeMap<ShardId, Held>>,
+    gained: broadcast::Sender<ShardId>,
+}
+
+impl Shards {
+    pub fn new(config: ElectionConfig) -> Self {
+        Self {
+            config,
+            held: RwLock::default(),
+            gained: broadcast::channel(1024).0,
+        }
+    }
+
+    /// The token to write with for objects in `namespace`, if this replica
+    /// holds their shard and renewed it within the lease duration (a
+    /// process paused past its lease stops writing even before it learns
+    /// that it lost the shard).
+    pub fn token_for(&self, namespace: &str) -> Option<FencingToken> {
+        let shard = shard_of(namespace, self.config.shards);
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
+        let entry = held.get(&shard)?;
+        (entry.renewed.elapsed() < self.config.lease_duration).then(|| FencingToken {
+            shards: self.config.shards,
+            shard,
+            token: entry.token,
+            holder: self.config.identity.clone(),
+        })
+    }
+
+    /// Gives up `shard` at once: its Lease names another holder, or Redis
+    /// refused a write with its token. `why` is logged.
+    pub fn lose(&self, shard: ShardId, why: &str) {
+        if self.write().remove(&shard).is_some() {
+            tracing::warn!(%shard, why, "lost the shard; stepping down");
+            metrics::counter!("mcp_operator_shard_losses_total").increment(1);
+            self.report();
+        }
+    }
+
+    /// Shards as they are gained, so their objects can be reconciled at once.
+    pub fn gained(&self) -> broadcast::Receiver<ShardId> {
+        self.gained.subscribe()
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.config.shards
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.config.identity
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ShardId, Held>> {
+        self.held.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held_shards(&self) -> Vec<ShardId> {
+        self.held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn report(&self) {
+        let count = self.held.read().unwrap_or_else(|e| e.into_inner()).len();
+        metrics::gauge!("mcp_operator_shards_held").set(count as f64);
+    }
+}
+
+/// Runs the election for `shards` until `stop` resolves, then releases
+/// every held Lease so other replicas take over without waiting for expiry.
+pub async fn run(client: Client, shards: Arc<Shards>, stop: impl std::future::Future<Output = ()>) {
+    let mut election = Election {
+        api: Api::namespaced(client, &shards.config.namespace),
+        shards: &shards,
+        observed: HashMap::new(),
+        last_renew: None,
+    };
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        if let Err(error) = election.tick().await {
+            tracing::warn!(%error, "shard election tick failed");
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(shards.config.retry_period) => {}
+        }
+    }
+    election.release_all().await;
+}
+
+struct Election<'a> {
+    api: Api<Lease>,
+    shards: &'a Shards,
+    /// resourceVersion of each Lease and when this process saw it change.
+    observed: HashMap<String, (String, Instant)>,
+    last_renew: Option<Instant>,
+}
+
+fn shard_lease_name(shard: ShardId) -> String {
+    format!("mcp-operator-shard-{shard}")
+}
+
+fn now() -> MicroTime {
+    MicroTime(Timestamp::now())
+}
+
+impl Election<'_> {
+    fn config(&self) -> &ElectionConfig {
+        &self.shards.config
+    }
+
+    fn replica_lease_name(&self) -> String {
+        format!("mcp-operator-replica-{}", self.config().identity)
+    }
+
+    /// Whether a Lease has gone unchanged for longer than its duration.
+    fn expired(&self, lease: &Lease) -> bool {
+        let duration = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .map_or(self.config().lease_duration, |s| {
+                Duration::from_secs(s.max(1) as u64)
+            });
+        self.observed
+            .get(&lease.name_any())
+            .is_some_and(|(_, since)| since.elapsed() > duration)
+    }
+
+    fn observe(&mut self, leases: &[Lease]) {
+        let now = Instant::now();
+        for lease in leases {
+            let version = lease.resource_version().unwrap_or_default();
+            let entry = self
+                .observed
+                .entry(lease.name_any())
+                .or_insert((version.clone(), now));
+            if entry.0 != version {
+                *entry = (version, now);
+            }
+        }
+    }
+
+    async fn tick(&mut self) -> Result<(), kube::Error> {
+        let leases = self
+            .api
+            .list(&ListParams::default().labels(LABEL))
+            .await?
+            .items;
+        self.observe(&leases);
+        let renew_due = self
+            .last_renew
+            .is_none_or(|t| t.elapsed() >= self.config().renew_interval);
+        let live = self.heartbeat(&leases, renew_due).await?;
+        let shards = self.config().shards;
+        let fair = shards.div_ceil(live.max(1));
+
+        let mut by_shard: BTreeMap<ShardId, Lease> = leases
+            .into_iter()
+            .filter(|l| l.labels().get(LABEL).map(String::as_str) == Some("shard"))
+            .filter_map(|l| {
+                let shard = l
+                    .name_any()
+                    .strip_prefix("mcp-operator-shard-")?
+                    .parse()
+                    .ok()?;
+                (shard < shards).then_some((ShardId(shard), l))
+            })
+            .collect();
+        for shard in (0..shards).map(ShardId) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = by_shard.entry(shard) {
+                entry.insert(self.create_shard_lease(shard).await?);
+            }
+        }
+
+        // Shards whose Lease names someone else are lost, whatever we thought.
+        let identity = self.config().identity.clone();
+        for shard in self.shards.held_shards() {
+            let holder = by_shard
+                .get(&shard)
+                .and_then(|l| l.spec.as_ref()?.holder_identity.clone());
+            if holder.as_deref() != Some(identity.as_str()) {
+                self.shards.lose(shard, "its Lease names another holder");
+            }
+        }
+
+        let mut held = self.shards.held_shards();
+        if renew_due {
+            for shard in &held {
+                if let Some(lease) = by_shard.get(shard) {
+                    self.renew(*shard, lease.clone()).await;
+                }
+            }
+            self.last_renew = Some(Instant::now());
+            held = self.shards.held_shards();
+        }
+
+        if held.len() > fair as usize {
+            for shard in held.iter().rev().take(held.len() - fair as usize) {
+                if let Some(lease) = by_shard.get(shard) {
+                    self.release(*shard, lease.clone()).await;
+                }
+            }
+        } else if held.len() < fair as usize {
+            let free: Vec<(ShardId, Lease)> = by_shard
+                .into_iter()
+                .filter(|(shard, lease)| {
+                    let holder = lease
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        .unwrap_or("");
+                    !held.contains(shard) && (holder.is_empty() || self.expired(lease))
+                })
+                .collect();
+            for (shard, lease) in free.into_iter().take(fair as usize - held.len()) {
+                self.acquire(shard, lease).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews this replica's heartbeat Lease, deletes expired ones of other
+    /// replicas, and returns how many replicas are live (this one included).
+    async fn heartbeat(&mut self, leases: &[Lease], renew_due: bool) -> Result<u32, kube::Error> {
+        let own = self.replica_lease_name();
+        let mut live = 1;
+        for lease in leases
+            .iter()
+            .filter(|l| l.labels().get(LABEL).map(String::as_str) == Some("replica"))
+        {
+            if lease.name_any() == own {
+                if !renew_due {
+                    continue;
+                }
+                let mut renewed = lease.clone();
+                if let Some(spec) = renewed.spec.as_mut() {
+                    spec.renew_time = Some(now());
+                }
+                self.api
+                    .replace(&own, &PostParams::default(), &renewed)
+                    .await?;
+            } else if self.expired(lease) {
+                let preconditions = Preconditions {
+                    resource_version: lease.resource_version(),
+                    uid: None,
+                };
+                let params = DeleteParams::default().preconditions(preconditions);
+                // Another replica may have deleted it first; that is fine.
+                let _ = self.api.delete(&lease.name_any(), &params).await;
+            } else {
+                live += 1;
+            }
+        }
+        if !leases.iter().any(|l| l.name_any() == own) {
+            let lease = self.new_lease(&own, "replica", Some(self.config().identity.clone()));
+            self.api.create(&PostParams::default(), &lease).await?;
+        }
+        Ok(live)
+    }
+
+    fn new_lease(&self, name: &str, role: &str, holder: Option<String>) -> Lease {
+        Lease {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(BTreeMap::from([
+                    (LABEL.to_owned(), role.to_owned()),
+                    (
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "mcp-operator".to_owned(),
+                    ),
+                ])),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: holder,
+                lease_duration_seconds: Some(self.config().lease_duration.as_secs().max(1) as i32),
+                renew_time: Some(now()),
+                lease_transitions: Some(0),
+                ..Default::default()
+            }),
+        }
+    }
+
+    async fn create_shard_lease(&self, shard: ShardId) -> Result<Lease, kube::Error> {
+        let lease = self.new_lease(&shard_lease_name(shard), "shard", None);
+        match self.api.create(&PostParams::default(), &lease).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.api.get(&shard_lease_name(shard)).await
+            }
+            other => other,
+        }
+    }
+
+    async fn renew(&mut self, shard: ShardId, mut lease: Lease) {
+        let started = Instant::now();
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        match self
+            .api
+            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                if let Some(held) = self.shards.write().get_mut(&shard) {
+                    held.renewed = started;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "could not renew the shard lease");
+                self.shards.lose(shard, "the Lease could not be renewed");
+            }
+        }
+    }
+
+    async fn acquire(&mut self, shard: ShardId, mut lease: Lease) {
+        let started = Instant::now();
+        let identity = self.config().identity.clone();
+        let duration = self.config().lease_duration.as_secs().max(1) as i32;
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        let previous_renew = spec.renew_time.clone();
+        let token = spec.lease_transitions.unwrap_or(0) + 1;
+        spec.holder_identity = Some(identity);
+        spec.lease_transitions = Some(token);
+        spec.lease_duration_seconds = Some(duration);
+        spec.acquire_time = Some(now());
+        spec.renew_time = Some(now());
+        if self
+            .api
+            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
+            .await
+            .is_err()
+        {
+            return; // another replica was faster
+        }
+        self.shards.write().insert(
+            shard,
+            Held {
+                token: i64::from(token),
+                renewed: started,
+            },
+        );
+        self.shards.report();
+        metrics::counter!("mcp_operator_shard_acquisitions_total").increment(1);
+        if let Some(MicroTime(previous)) = previous_renew {
+            let gap = Timestamp::now()
+                .duration_since(previous)
+                .as_secs_f64()
+                .max(0.0);
+            metrics::histogram!("mcp_operator_shard_unowned_seconds").record(gap);
+        }
+        tracing::info!(%shard, token, "acquired shard");
+        let _ = self.shards.gained.send(shard);
+    }
+
+    async fn release(&mut self, shard: ShardId, mut lease: Lease) {
+        // Stop reconciling first: the next holder may start at once.
+        if self.shards.write().remove(&shard).is_none() {
+            return;
+        }
+        self.shards.report();
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.holder_identity = None;
+            spec.renew_time = Some(now());
+        }
+        match self
+            .api
+            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                metrics::counter!("mcp_operator_shard_handovers_total").increment(1);
+                tracing::info!(%shard, "released shard");
+            }
+            Err(error) => {
+                tracing::warn!(%shard, %error, "could not release the shard lease; it will expire")
+            }
+        }
+    }
+
+    /// Hands every shard back and removes the heartbeat, at shutdown.
+    async fn release_all(&mut self) {
+        for shard in self.shards.held_shards() {
+            match self.api.get(&shard_lease_name(shard)).await {
+                Ok(lease)
+                    if lease
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        == Some(self.config().identity.as_str()) =>
+                {
+                    self.release(shard, lease).await;
+                }
+                _ => self.shards.lose(shard, "its Lease names another holder"),
+            }
+        }
+        let _ = self
+            .api
+            .delete(&self.replica_lease_name(), &DeleteParams::default())
+            .await;
+    }
+}

@@ -1,0 +1,240 @@
+//! Sharded high availability with replicas as separate processes, against
+//! the real apiserver and Redis: shards are divided, fail over after a
+//! kill, rebalance when a replica joins, are handed over at SIGTERM, and a
+//! replica paused past its lease cannot overwrite the new holder's writes.
+//!
+//! One test, run as a sequence, because every replica group reconciles the
+//! whole cluster: two groups at once would fight over the same objects.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams};
+use mcp_operator_api::{MCPServer, MCPTool};
+use mcp_operator_catalog::ServerId;
+use mcp_operator_chaos::{Group, Timing, holders, logs_dir, poll, shard, writer};
+use serde_json::json;
+
+const SHARDS: u32 = 8;
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn apply<K>(client: &kube::Client, ns: &str, object: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let object: K = serde_json::from_value(object).expect("a valid object");
+    let name = object.meta().name.clone().expect("named");
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("apply");
+}
+
+/// A namespace with a Service, a tool and a server selecting it.
+async fn workload(client: &kube::Client, description: &str) -> ServerId {
+    let ns = support::namespace(client, "shard").await;
+    apply::<Service>(
+        client,
+        &ns,
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]},
+        }),
+    )
+    .await;
+    apply::<MCPTool>(client, &ns, json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+        "metadata": {"name": "tool", "labels": {"app": "x"}},
+        "spec": {"description": description, "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},
+    }))
+    .await;
+    apply::<MCPServer>(
+        client,
+        &ns,
+        json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": "server"},
+            "spec": {"toolSelector": {"matchLabels": {"app": "x"}}},
+        }),
+    )
+    .await;
+    ServerId {
+        namespace: ns,
+        name: "server".into(),
+    }
+}
+
+/// Waits until every shard has a holder among `replicas`, each holding at
+/// most its fair share; returns shard → holder.
+async fn balanced(
+    client: &kube::Client,
+    lease_ns: &str,
+    replicas: &[&str],
+) -> BTreeMap<u32, String> {
+    let fair = SHARDS.div_ceil(replicas.len() as u32) as usize;
+    poll(
+        LIMIT,
+        &format!("shards balanced over {replicas:?}"),
+        || async {
+            let held = holders(client, lease_ns).await?;
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for holder in held.values() {
+                *counts.entry(holder.as_str()).or_default() += 1;
+            }
+            let ok = held.len() == SHARDS as usize
+                && counts.keys().all(|h| replicas.contains(h))
+                && counts.len() == replicas.len()
+                && counts.values().all(|c| *c <= fair);
+            Ok(ok.then_some(held))
+        },
+    )
+    .await
+    .expect("balanced shards")
+}
+
+/// Waits until every server's fence names the holder of its shard: each
+/// was (re)reconciled by that holder and by no one since.
+async fn written_by_holders(
+    redis: &mut redis::aio::MultiplexedConnection,
+    servers: &[ServerId],
+    held: &BTreeMap<u32, String>,
+) {
+    poll(LIMIT, "every server written by its shard's holder", || {
+        let mut redis = redis.clone();
+        async move {
+            for server in servers {
+                let expected = &held[&shard(server, SHARDS)];
+                if writer(&mut redis, server).await?.as_ref() != Some(expected) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        }
+    })
+    .await
+    .expect("fences");
+}
+
+#[tokio::test]
+async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let lease_ns = support::namespace(&client, "leases").await;
+    let redis_url = support::testenv_var("MCP_REDIS_URL");
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .expect("a client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let group = Group {
+        binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
+        shards: SHARDS,
+        lease_namespace: lease_ns.clone(),
+        redis_url,
+        timing: Timing {
+            lease_duration: Duration::from_secs(3),
+            renew_interval: Duration::from_millis(500),
+            retry_period: Duration::from_millis(250),
+        },
+        logs: logs_dir(&lease_ns),
+    };
+    let mut servers = Vec::new();
+    for i in 0..12 {
+        servers.push(workload(&client, &format!("v{i}")).await);
+    }
+    let used: BTreeSet<u32> = servers.iter().map(|s| shard(s, SHARDS)).collect();
+    assert!(
+        used.len() >= 5,
+        "the namespaces spread over shards: {used:?}"
+    );
+
+    // Three replicas: every shard held by exactly one, fairly; every
+    // server reconciled by its shard's holder only.
+    let a = group.start("a").expect("a");
+    let b = group.start("b").expect("b");
+    let mut c = group.start("c").expect("c");
+    let held = balanced(&client, &lease_ns, &["a", "b", "c"]).await;
+    written_by_holders(&mut redis, &servers, &held).await;
+
+    // kill -9: a's shards move, and their servers are reconciled again.
+    a.signal("KILL").expect("kill a");
+    drop(a);
+    let held = balanced(&client, &lease_ns, &["b", "c"]).await;
+    written_by_holders(&mut redis, &servers, &held).await;
+
+    // A fourth replica joins: the others hand shards over to it.
+    let d = group.start("d").expect("d");
+    let held = balanced(&client, &lease_ns, &["b", "c", "d"]).await;
+    written_by_holders(&mut redis, &servers, &held).await;
+
+    // SIGTERM: b releases its Leases before it exits, so nothing waits for
+    // them to expire.
+    let mut b = b;
+    b.signal("TERM").expect("term b");
+    let status = b.child.wait().expect("b exits");
+    assert!(status.success(), "b exits cleanly: {status}");
+    let after = holders(&client, &lease_ns).await.expect("leases");
+    assert!(
+        after.values().all(|h| h != "b"),
+        "b released every shard: {after:?}"
+    );
+    let held = balanced(&client, &lease_ns, &["c", "d"]).await;
+    written_by_holders(&mut redis, &servers, &held).await;
+
+    // SIGSTOP c past its lease: d takes every shard. Then change a server of
+    // one of c's shards and let c continue: whatever c tries, d's writes
+    // stand, and c steps down.
+    c.signal("STOP").expect("stop c");
+    let held = balanced(&client, &lease_ns, &["d"]).await;
+    written_by_holders(&mut redis, &servers, &held).await;
+    let c_server = servers
+        .iter()
+        .find(|s| after.get(&shard(s, SHARDS)).map(String::as_str) == Some("c"))
+        .expect("c held a server's shard")
+        .clone();
+    apply::<MCPTool>(&client, &c_server.namespace, json!({
+        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+        "metadata": {"name": "tool", "labels": {"app": "x"}},
+        "spec": {"description": "changed while c was stopped", "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},
+    }))
+    .await;
+    c.signal("CONT").expect("continue c");
+    poll(LIMIT, "c to step down", || async {
+        Ok((c.metric("mcp_operator_shards_held")? == 0.0).then_some(()))
+    })
+    .await
+    .expect("c steps down");
+    written_by_holders(
+        &mut redis,
+        &servers,
+        &balanced(&client, &lease_ns, &["d"]).await,
+    )
+    .await;
+    let stepped_down = c
+        .metric("mcp_operator_shard_losses_total")
+        .expect("metrics");
+    let fenced = c
+        .metric("mcp_operator_fenced_writes_rejected_total")
+        .expect("metrics");
+    assert!(
+        stepped_down >= 1.0,
+        "c lost its shards: losses {stepped_down}, fenced writes {fenced}"
+    );
+    assert_eq!(
+        d.metric("mcp_operator_fenced_writes_rejected_total")
+            .expect("metrics"),
+        0.0
+    );
+    c.child.kill().expect("stop c");
+}
