@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_api::{MCPServer, MCPTool};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::{Group, Timing, holders, logs_dir, poll, shard, writer};
@@ -21,30 +20,10 @@ use serde_json::json;
 const SHARDS: u32 = 8;
 const LIMIT: Duration = Duration::from_secs(60);
 
-async fn apply<K>(client: &kube::Client, ns: &str, object: serde_json::Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-{
-    let object: K = serde_json::from_value(object).expect("a valid object");
-    let name = object.meta().name.clone().expect("named");
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply("tests").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .expect("apply");
-}
-
 /// A namespace with a Service, a tool and a server selecting it.
 async fn workload(client: &kube::Client, description: &str) -> ServerId {
     let ns = support::namespace(client, "shard").await;
-    apply::<Service>(
+    support::apply::<Service>(
         client,
         &ns,
         json!({
@@ -53,13 +32,13 @@ async fn workload(client: &kube::Client, description: &str) -> ServerId {
         }),
     )
     .await;
-    apply::<MCPTool>(client, &ns, json!({
+    support::apply::<MCPTool>(client, &ns, json!({
         "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
         "metadata": {"name": "tool", "labels": {"app": "x"}},
         "spec": {"description": description, "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},
     }))
     .await;
-    apply::<MCPServer>(
+    support::apply::<MCPServer>(
         client,
         &ns,
         json!({
@@ -203,7 +182,7 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
         .find(|s| after.get(&shard(s, SHARDS)).map(String::as_str) == Some("c"))
         .expect("c held a server's shard")
         .clone();
-    apply::<MCPTool>(&client, &c_server.namespace, json!({
+    support::apply::<MCPTool>(&client, &c_server.namespace, json!({
         "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
         "metadata": {"name": "tool", "labels": {"app": "x"}},
         "spec": {"description": "changed while c was stopped", "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},

@@ -12,8 +12,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_catalog::{
     Catalog, Endpoint, Invalidation, Prompt, Published, Resource, ResourceContent, ServerId,
@@ -150,15 +150,7 @@ impl Env {
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
-        let object: K = serde_json::from_value(object).expect("a valid object");
-        self.api::<K>()
-            .patch(
-                &object.name_any(),
-                &PatchParams::apply("tests").force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .expect("apply")
+        support::apply(&self.client, &self.ns, object).await
     }
 
     pub fn server_id(&self, name: &str) -> ServerId {

@@ -71,3 +71,24 @@ where
         .unwrap_or_else(|_| panic!("{name} did not reach the expected state within {WAIT:?}"))
         .expect("watching for the condition")
 }
+
+/// Creates or replaces, by server-side apply, an object given as JSON.
+pub async fn apply<K>(client: &Client, namespace: &str, object: serde_json::Value) -> K
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + serde::Serialize
+        + DeserializeOwned,
+{
+    let object: K = serde_json::from_value(object).expect("a valid object");
+    let name = object.meta().name.clone().expect("a named object");
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(
+            &name,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("apply")
+}

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
 use crate::context::Context;
 use crate::error::Error;
-use crate::member::Member;
+use crate::member::{self, Member};
 use crate::{backend, status, telemetry};
 
 #[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
@@ -40,7 +40,7 @@ async fn check_and_record<M: Member>(member: &M, ctx: &Context) -> Result<Action
         status::apply(
             ctx,
             member,
-            M::status(conditions.clone(), generation, endpoint),
+            member::status(conditions.clone(), generation, endpoint),
         )
         .await?;
         announce_ready_flip(member, &conditions, ctx).await;

@@ -16,6 +16,25 @@ use crate::lease::Shards;
 use crate::membership::Membership;
 use crate::workload::RouterSettings;
 
+/// A namespaced Kubernetes object the operator reads and writes.
+pub trait Object:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl<K> Object for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+{
+}
+
 /// The field manager of everything the operator applies.
 pub const FIELD_MANAGER: &str = "mcp-operator";
 

@@ -348,16 +348,20 @@ impl Election<'_> {
         }
     }
 
+    /// Writes a shard Lease back with the resourceVersion it was read at:
+    /// a conflict means another replica changed it first.
+    async fn write_lease(&self, shard: ShardId, lease: &Lease) -> Result<Lease, kube::Error> {
+        self.api
+            .replace(&shard_lease_name(shard), &PostParams::default(), lease)
+            .await
+    }
+
     async fn renew(&mut self, shard: ShardId, mut lease: Lease) {
         let started = Instant::now();
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(now());
         }
-        match self
-            .api
-            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
-            .await
-        {
+        match self.write_lease(shard, &lease).await {
             Ok(_) => {
                 if let Some(held) = self.shards.write().get_mut(&shard) {
                     held.renewed = started;
@@ -382,12 +386,7 @@ impl Election<'_> {
         spec.lease_duration_seconds = Some(duration);
         spec.acquire_time = Some(now());
         spec.renew_time = Some(now());
-        if self
-            .api
-            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
-            .await
-            .is_err()
-        {
+        if self.write_lease(shard, &lease).await.is_err() {
             return; // another replica was faster
         }
         self.shards.write().insert(
@@ -420,11 +419,7 @@ impl Election<'_> {
             spec.holder_identity = None;
             spec.renew_time = Some(now());
         }
-        match self
-            .api
-            .replace(&shard_lease_name(shard), &PostParams::default(), &lease)
-            .await
-        {
+        match self.write_lease(shard, &lease).await {
             Ok(_) => {
                 metrics::counter!("mcp_operator_shard_handovers_total").increment(1);
                 tracing::info!(%shard, "released shard");

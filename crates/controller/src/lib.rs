@@ -87,30 +87,26 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         "starting"
     );
 
-    // One watch per member kind: its own controller, and the servers.
-    let (tools, [tool_events, tool_servers], tools_watch) =
-        shared::<MCPTool, 2>(&client, [Skip, Include]);
-    let (prompts, [prompt_events, prompt_servers], prompts_watch) =
-        shared::<MCPPrompt, 2>(&client, [Skip, Include]);
-    let (resources, [resource_events, resource_servers], resources_watch) =
-        shared::<MCPResource, 2>(&client, [Skip, Include]);
+    // One watch per kind, shared by the controllers that need its events.
+    let mut filled = Vec::new();
+    let (tools, [tool_events, tool_servers]) =
+        shared::<MCPTool, 2>(&client, [Skip, Include], &mut filled);
+    let (prompts, [prompt_events, prompt_servers]) =
+        shared::<MCPPrompt, 2>(&client, [Skip, Include], &mut filled);
+    let (resources, [resource_events, resource_servers]) =
+        shared::<MCPResource, 2>(&client, [Skip, Include], &mut filled);
     // Services: backends of tools and resources, and the servers' own.
-    let (services, [tool_services, resource_services, owned_services], services_watch) =
-        shared::<Service, 3>(&client, [Include, Include, Include]);
-    tokio::spawn(tools_watch);
-    tokio::spawn(prompts_watch);
-    tokio::spawn(resources_watch);
-    tokio::spawn(services_watch);
+    let (services, [tool_services, resource_services, owned_services]) =
+        shared::<Service, 3>(&client, [Include, Include, Include], &mut filled);
+    // Servers keep finalizers, so their deletion arrives as an update.
+    let (servers_store, [server_events]) = shared::<MCPServer, 1>(&client, [Skip], &mut filled);
 
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
-    let servers = Controller::new(
-        Api::<MCPServer>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(Api::<Deployment>::all(client.clone()), owned())
-    .owns(Api::<Ingress>::all(client.clone()), owned())
-    .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
-    .owns_stream(owned_services);
+    let servers = Controller::for_stream(server_events, servers_store.clone())
+        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns(Api::<Ingress>::all(client.clone()), owned())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+        .owns_stream(owned_services);
     let ctx = Arc::new(Context::new(
         client,
         redis,
@@ -119,16 +115,16 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             prompts: prompts.clone(),
             resources: resources.clone(),
             services: services.clone(),
-            servers: servers.store(),
+            servers: servers_store,
         },
         router_settings(&args),
         shards.clone(),
     ));
 
     let ready = Arc::new(AtomicBool::new(false));
-    tokio::spawn(mark_ready(ctx.clone(), ready.clone()));
+    let ready_flag = ready.clone();
     tokio::spawn(async move {
-        if let Err(error) = http::serve(args.metrics_listen, metrics, ready).await {
+        if let Err(error) = http::serve(args.metrics_listen, metrics, ready_flag).await {
             tracing::error!(%error, "the metrics endpoint stopped");
         }
     });
@@ -142,11 +138,23 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         let _ = stop_tx.send(true);
     });
     let (election_stop_tx, election_stop) = tokio::sync::watch::channel(false);
-    let election = tokio::spawn(lease::run(
-        ctx.client.clone(),
-        shards.clone(),
-        stopped(election_stop),
-    ));
+    // A replica takes shards only once its caches are filled: reconciling
+    // from a partial cache would publish catalogs that miss members.
+    let election = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let mut stop = std::pin::pin!(stopped(election_stop));
+            let filled = tokio::select! {
+                filled = caches_filled(filled) => filled,
+                () = &mut stop => false,
+            };
+            if filled {
+                ready.store(true, Ordering::Relaxed);
+                tracing::info!("caches filled; ready and joining the shard election");
+                lease::run(ctx.client.clone(), ctx.shards.clone(), stop).await;
+            }
+        }
+    });
 
     let config = controller::Config::default().concurrency(args.concurrency);
     let servers = servers
@@ -273,11 +281,8 @@ fn on_shard_gained<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
 fn shared<K, const N: usize>(
     client: &Client,
     subscribers: [watch::Deletions; N],
-) -> (
-    kube::runtime::reflector::Store<K>,
-    [watch::Events<K>; N],
-    impl std::future::Future<Output = ()> + Send + 'static,
-)
+    filled: &mut Vec<tokio::sync::watch::Receiver<bool>>,
+) -> (kube::runtime::reflector::Store<K>, [watch::Events<K>; N])
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -287,11 +292,12 @@ where
         + Sync
         + 'static,
 {
-    let (store, streams, driver) = watch::shared(Api::<K>::all(client.clone()), &subscribers);
-    let Ok(streams) = <[watch::Events<K>; N]>::try_from(streams) else {
+    let watched = watch::shared(Api::<K>::all(client.clone()), &subscribers);
+    filled.push(watched.filled);
+    let Ok(streams) = <[watch::Events<K>; N]>::try_from(watched.streams) else {
         unreachable!("watch::shared returns one stream per subscriber")
     };
-    (store, streams, driver)
+    (watched.store, streams)
 }
 
 fn router_settings(args: &ControllerArgs) -> RouterSettings {
@@ -372,16 +378,12 @@ where
         .await;
 }
 
-async fn mark_ready(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
-    let waits = futures::join!(
-        ctx.tools.wait_until_ready(),
-        ctx.prompts.wait_until_ready(),
-        ctx.resources.wait_until_ready(),
-        ctx.services.wait_until_ready(),
-        ctx.servers.wait_until_ready(),
-    );
-    if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = waits {
-        ready.store(true, Ordering::Relaxed);
-        tracing::info!("caches filled; ready");
+/// Whether every watch has listed its objects (false if one stopped).
+async fn caches_filled(filled: Vec<tokio::sync::watch::Receiver<bool>>) -> bool {
+    for mut filled in filled {
+        if filled.wait_for(|filled| *filled).await.is_err() {
+            return false;
+        }
     }
+    true
 }

@@ -55,15 +55,11 @@ pub trait Member:
     fn selector(spec: &MCPServerSpec) -> Option<&LabelSelector>;
     fn conditions(&self) -> &[Condition];
     fn resolved_endpoint(&self) -> Option<&str>;
-    /// The status subresource body for these conditions and endpoint.
-    fn status(
-        conditions: Vec<Condition>,
-        generation: Option<i64>,
-        endpoint: Option<String>,
-    ) -> serde_json::Value;
 }
 
-fn status_with_endpoint(
+/// The status subresource body of any member; a prompt has no endpoint
+/// (`None` fields are left out when status is applied).
+pub fn status(
     conditions: Vec<Condition>,
     generation: Option<i64>,
     endpoint: Option<String>,
@@ -96,13 +92,6 @@ impl Member for MCPTool {
     fn resolved_endpoint(&self) -> Option<&str> {
         self.status.as_ref()?.resolved_endpoint.as_deref()
     }
-    fn status(
-        conditions: Vec<Condition>,
-        generation: Option<i64>,
-        endpoint: Option<String>,
-    ) -> serde_json::Value {
-        status_with_endpoint(conditions, generation, endpoint)
-    }
 }
 
 impl Member for MCPPrompt {
@@ -126,13 +115,6 @@ impl Member for MCPPrompt {
     fn resolved_endpoint(&self) -> Option<&str> {
         None
     }
-    fn status(
-        conditions: Vec<Condition>,
-        generation: Option<i64>,
-        _: Option<String>,
-    ) -> serde_json::Value {
-        serde_json::json!({"observedGeneration": generation, "conditions": conditions})
-    }
 }
 
 impl Member for MCPResource {
@@ -155,12 +137,5 @@ impl Member for MCPResource {
     }
     fn resolved_endpoint(&self) -> Option<&str> {
         self.status.as_ref()?.resolved_endpoint.as_deref()
-    }
-    fn status(
-        conditions: Vec<Condition>,
-        generation: Option<i64>,
-        endpoint: Option<String>,
-    ) -> serde_json::Value {
-        status_with_endpoint(conditions, generation, endpoint)
     }
 }

@@ -16,12 +16,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use mcp_operator_api::{MCPServer, MCPServerStatus};
 use mcp_operator_catalog::{HeaderValue, Published, ResourceContent};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::assemble::{Selection, assemble};
 use crate::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, Object};
 use crate::error::Error;
 use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
@@ -253,19 +251,12 @@ async fn apply_workload(
     Ok(deployment)
 }
 
-async fn server_side_apply<K>(
+async fn server_side_apply<K: Object>(
     ctx: &Context,
     namespace: &str,
     name: &str,
     object: &K,
-) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
+) -> Result<K, Error> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     Ok(api
         .patch(
@@ -276,19 +267,12 @@ where
         .await?)
 }
 
-async fn apply_or_remove<K>(
+async fn apply_or_remove<K: Object>(
     ctx: &Context,
     namespace: &str,
     name: &str,
     object: Option<&K>,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
+) -> Result<(), Error> {
     match object {
         Some(object) => server_side_apply(ctx, namespace, name, object)
             .await

@@ -5,21 +5,17 @@
 //! reconcile read, so a replica acting on an old view (one that just lost
 //! the shard) gets a conflict instead of clobbering newer status.
 
-use k8s_openapi::NamespaceResourceScope;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, Object};
 use crate::error::Error;
 
-pub async fn apply<K>(ctx: &Context, object: &K, mut status: serde_json::Value) -> Result<(), Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned,
-{
+pub async fn apply<K: Object>(
+    ctx: &Context,
+    object: &K,
+    mut status: serde_json::Value,
+) -> Result<(), Error> {
     if let Some(fields) = status.as_object_mut() {
         fields.retain(|_, value| !value.is_null());
     }
@@ -31,11 +27,18 @@ where
         "metadata": {"resourceVersion": object.resource_version()},
         "status": status,
     });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&object.name_any(), &params, &Patch::Apply(&body))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // The object changed since this reconcile read it: the watch is
+        // bringing the newer version, and with it another reconcile.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::debug!("status not written: the object changed meanwhile");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
 }

@@ -2,10 +2,11 @@
 //! store (read by every reconcile, so no reconcile LISTs) and every event is
 //! fanned out to the controllers that need it. kube-runtime's shared
 //! streams do not carry deletions, and a deleted member must still reach the
-//! servers that held it, hence this small fan-out.
+//! servers that held it, hence this small fan-out. It also reports when the
+//! first list is complete: kube-runtime's `Store::wait_until_ready` wakes only
+//! its last waiter, and the controllers already wait on it.
 
 use std::fmt::Debug;
-use std::future::Future;
 
 use futures::StreamExt;
 use kube::Api;
@@ -30,16 +31,17 @@ pub enum Deletions {
 /// slows the watch rather than dropping events.
 const BUFFER: usize = 1024;
 
-/// Starts nothing; returns the store, one event stream per entry of
-/// `subscribers`, and the future that drives the watch.
-pub fn shared<K>(
-    api: Api<K>,
-    subscribers: &[Deletions],
-) -> (
-    Store<K>,
-    Vec<Events<K>>,
-    impl Future<Output = ()> + Send + use<K>,
-)
+/// A watch as its consumers see it.
+pub struct Watched<K: kube::Resource<DynamicType = ()> + 'static> {
+    pub store: Store<K>,
+    /// One stream per subscriber, in the order they were asked for.
+    pub streams: Vec<Events<K>>,
+    /// Turns true once the store holds the first complete list.
+    pub filled: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Starts the watch on the current runtime.
+pub fn shared<K>(api: Api<K>, subscribers: &[Deletions]) -> Watched<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
@@ -51,6 +53,7 @@ where
             ((*deletions, tx), ReceiverStream::new(rx))
         })
         .unzip();
+    let (filled_tx, filled) = tokio::sync::watch::channel(false);
     let driver = async move {
         let events = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -62,7 +65,11 @@ where
                     (object, false)
                 }
                 Ok(watcher::Event::Delete(object)) => (object, true),
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+                Ok(watcher::Event::InitDone) => {
+                    filled_tx.send_replace(true);
+                    continue;
+                }
+                Ok(watcher::Event::Init) => continue,
                 Err(error) => {
                     tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying with backoff");
                     continue;
@@ -78,5 +85,10 @@ where
             }
         }
     };
-    (reader, streams, driver)
+    tokio::spawn(driver);
+    Watched {
+        store: reader,
+        streams,
+        filled,
+    }
 }
