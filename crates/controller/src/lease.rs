@@ -243,8 +243,12 @@ impl Election<'_> {
         let mut held = self.shards.held_shards();
         if renew_due {
             for shard in &held {
-                if let Some(lease) = by_shard.get(shard) {
-                    self.renew(*shard, lease.clone()).await;
+                if let Some(lease) = by_shard.get_mut(shard) {
+                    // Later steps of this tick (a release) must write on top
+                    // of the renewed version, not the listed one.
+                    if let Some(renewed) = self.renew(*shard, lease.clone()).await {
+                        *lease = renewed;
+                    }
                 }
             }
             self.last_renew = Some(Instant::now());
@@ -356,20 +360,22 @@ impl Election<'_> {
             .await
     }
 
-    async fn renew(&mut self, shard: ShardId, mut lease: Lease) {
+    async fn renew(&mut self, shard: ShardId, mut lease: Lease) -> Option<Lease> {
         let started = Instant::now();
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(now());
         }
         match self.write_lease(shard, &lease).await {
-            Ok(_) => {
+            Ok(renewed) => {
                 if let Some(held) = self.shards.write().get_mut(&shard) {
                     held.renewed = started;
                 }
+                Some(renewed)
             }
             Err(error) => {
                 tracing::warn!(%shard, %error, "could not renew the shard lease");
                 self.shards.lose(shard, "the Lease could not be renewed");
+                None
             }
         }
     }
