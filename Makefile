@@ -6,7 +6,7 @@ SHELL := bash
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
 
-.PHONY: help build crds lint fmt testenv testenv-down test chaos
+.PHONY: help build crds lint fmt testenv testenv-down test chaos loadtest
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,3 +40,8 @@ chaos: ## Failover benchmark (kill -9 and SIGTERM of shard holders); writes docs
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
 	$(TESTENV) run -- $(CARGO) run --release --quiet -p mcp-operator-chaos --bin failover -- \
 		$${CARGO_TARGET_DIR:-target}/release/mcp-operator docs/benchmarks.md
+
+loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; writes docs/benchmarks.md
+	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
+	$(TESTENV) run -- $${CARGO_TARGET_DIR:-target}/release/loadtest \
+		--binary $${CARGO_TARGET_DIR:-target}/release/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)

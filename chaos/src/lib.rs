@@ -5,6 +5,8 @@
 //! terminate them, and read which replica holds which shard from the Leases
 //! and which replica last wrote each server from its Redis fence.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -100,7 +102,8 @@ impl Replica {
         Ok(())
     }
 
-    /// The value of a metric without labels, from the replica's /metrics.
+    /// The sum of every series of a metric (its only value when it has no
+    /// labels), from the replica's /metrics.
     pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
@@ -110,14 +113,31 @@ impl Replica {
         stream.read_to_string(&mut body)?;
         Ok(body
             .lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.rsplit_once('}')?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<f64>().ok()
             })
-            .unwrap_or(0.0))
+            .sum())
+    }
+}
+
+impl Replica {
+    /// Stops the replica as Kubernetes would: SIGTERM, so it releases its
+    /// Leases, then SIGKILL if it has not exited within `grace`.
+    pub fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.signal("TERM")?;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 }
 

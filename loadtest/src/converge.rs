@@ -1,0 +1,162 @@
+//! Whether a run has converged: every object Ready for its current
+//! generation, and every server's catalog in Redis holding exactly the
+//! members the population gave it.
+
+use std::collections::BTreeSet;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+use mcp_operator_catalog::{Published, keys};
+
+use crate::kinds::Kind;
+use crate::population::{Expected, Population, RUN_LABEL};
+
+/// Objects listed per request.
+const PAGE: u32 = 500;
+
+/// Reads the API and Redis, and counts its own apiserver requests so they
+/// can be told apart from the operator's.
+pub struct Observer {
+    pub client: Client,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub requests: u64,
+}
+
+/// How far a run is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub objects: usize,
+    pub converged: usize,
+    pub catalogs: usize,
+    pub catalogs_matching: usize,
+}
+
+impl Progress {
+    pub fn done(&self) -> bool {
+        self.converged == self.objects && self.catalogs_matching == self.catalogs
+    }
+}
+
+impl Observer {
+    /// Every object of `kind` in the run.
+    pub async fn list(&mut self, kind: Kind, run: &str) -> anyhow::Result<Vec<DynamicObject>> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource());
+        let mut params = ListParams::default()
+            .labels(&format!("{RUN_LABEL}={run}"))
+            .limit(PAGE);
+        let mut objects = Vec::new();
+        loop {
+            let page = api.list(&params).await?;
+            self.requests += 1;
+            objects.extend(page.items);
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(objects),
+            }
+        }
+    }
+
+    /// Where `population` stands. Catalogs are read only once every
+    /// object has converged: before that they cannot all match.
+    pub async fn progress(&mut self, population: &Population) -> anyhow::Result<Progress> {
+        let mut progress = Progress {
+            catalogs: population.servers.len(),
+            ..Progress::default()
+        };
+        for kind in Kind::RECONCILED {
+            let objects = self.list(kind, &population.run).await?;
+            progress.objects += objects.len();
+            progress.converged += objects.iter().filter(|o| is_converged(o)).count();
+        }
+        if progress.converged == progress.objects {
+            for (server, expected) in &population.servers {
+                let published: Option<String> = redis::cmd("GET")
+                    .arg(keys::catalog(server))
+                    .query_async(&mut self.redis)
+                    .await?;
+                let published: Option<Published> =
+                    published.map(|p| serde_json::from_str(&p)).transpose()?;
+                if published.is_some_and(|p| &contents(&p) == expected) {
+                    progress.catalogs_matching += 1;
+                }
+            }
+        }
+        Ok(progress)
+    }
+}
+
+/// Ready, with both the status and the Ready condition describing the
+/// object's current generation.
+pub fn is_converged(object: &DynamicObject) -> bool {
+    let Some(generation) = object.metadata.generation else {
+        return false;
+    };
+    let status = &object.data["status"];
+    let ready = status["conditions"].as_array().is_some_and(|conditions| {
+        conditions.iter().any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "True"
+                && c["observedGeneration"].as_i64() == Some(generation)
+        })
+    });
+    ready && status["observedGeneration"].as_i64() == Some(generation)
+}
+
+/// The member names a published catalog holds.
+pub fn contents(published: &Published) -> Expected {
+    let names = |items: Vec<&String>| items.into_iter().cloned().collect::<BTreeSet<_>>();
+    let catalog = &published.catalog;
+    Expected {
+        tools: names(catalog.tools.iter().map(|t| &t.name).collect()),
+        prompts: names(catalog.prompts.iter().map(|p| &p.name).collect()),
+        resources: names(catalog.resources.iter().map(|r| &r.uri).collect()),
+    }
+}
+
+/// The description a tool has in a published catalog.
+pub fn tool_description<'a>(published: &'a Published, tool: &str) -> Option<&'a str> {
+    published
+        .catalog
+        .tools
+        .iter()
+        .find(|t| t.name == tool)
+        .and_then(|t| t.description.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn object(generation: i64, status: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+            "metadata": {"name": "t", "generation": generation},
+            "status": status,
+        }))
+        .expect("an object")
+    }
+
+    #[test]
+    fn converged_needs_ready_for_the_current_generation() {
+        let ready = |g| json!([{"type": "Ready", "status": "True", "observedGeneration": g}]);
+        assert!(is_converged(&object(
+            2,
+            json!({"observedGeneration": 2, "conditions": ready(2)})
+        )));
+        assert!(!is_converged(&object(
+            3,
+            json!({"observedGeneration": 2, "conditions": ready(2)})
+        )));
+        assert!(!is_converged(&object(
+            2,
+            json!({"observedGeneration": 2, "conditions": ready(1)})
+        )));
+        assert!(!is_converged(&object(
+            2,
+            json!({"observedGeneration": 2, "conditions": [
+            {"type": "Ready", "status": "False", "observedGeneration": 2}]})
+        )));
+        assert!(!is_converged(&object(1, json!({}))));
+    }
+}

@@ -1,0 +1,305 @@
+//! Load test: a large population of MCP resources, converged by 1, 2 and 4
+//! operator replicas in turn, measured against the apiserver's own status
+//! write ceiling, then a churn phase. `make loadtest` runs it at the
+//! default size and writes docs/benchmarks.md; `tests/loadtest.rs` runs it
+//! at a smoke size so the harness cannot rot.
+
+pub mod ceiling;
+pub mod churn;
+pub mod converge;
+pub mod kinds;
+pub mod population;
+pub mod process;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams};
+use mcp_operator_chaos::report::{quantile, today};
+use mcp_operator_chaos::{Group, Replica, Timing, logs_dir, poll};
+
+use crate::churn::Churn;
+use crate::converge::{Observer, Progress};
+use crate::kinds::Kind;
+use crate::population::{Population, RUN_LABEL, Sizes};
+
+/// How long a stopped replica may take to release its Leases and exit.
+const GRACE: Duration = Duration::from_secs(15);
+
+/// What to run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// The mcp-operator binary (a release build for real numbers).
+    #[arg(long)]
+    pub binary: PathBuf,
+    /// Replica counts to converge the population with, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub replicas: Vec<usize>,
+    #[command(flatten)]
+    pub sizes: Sizes,
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    /// Status writes in flight for the ceiling client: the operator's
+    /// default reconcile concurrency.
+    #[arg(long, default_value_t = 16)]
+    pub ceiling_concurrency: usize,
+    /// Tool changes per second in the churn phase (with the most replicas).
+    #[arg(long, default_value_t = 20)]
+    pub churn_rate: u32,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub churn_duration: Duration,
+    /// Longest a run may take to converge.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub limit: Duration,
+}
+
+/// What one replica count measured.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub replicas: usize,
+    pub objects: usize,
+    pub converged_in: Duration,
+    /// Reconciles of each replica, from its metrics.
+    pub reconciles: Vec<f64>,
+    /// Apiserver requests during the run, not counting the load test's own.
+    pub apiserver_requests: f64,
+    pub peak_rss: Vec<u64>,
+    pub cpu_seconds: Vec<f64>,
+    /// Status writes per second a plain client reached on the same objects.
+    pub ceiling: f64,
+    pub churn: Option<Churn>,
+}
+
+impl Run {
+    /// Objects converged per second.
+    pub fn throughput(&self) -> f64 {
+        self.objects as f64 / self.converged_in.as_secs_f64().max(0.001)
+    }
+}
+
+/// Runs every replica count in turn; each gets a fresh population, deleted
+/// afterwards.
+pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::Result<Vec<Run>> {
+    let redis = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut observer = Observer {
+        client: client.clone(),
+        redis,
+        requests: 0,
+    };
+    let stamp = std::process::id();
+    // Leases live outside the populations, which are deleted between runs.
+    let leases = format!("load-{stamp}-leases");
+    let namespaces: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
+    let namespace: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": leases},
+    }))?;
+    namespaces.create(&Default::default(), &namespace).await?;
+    let mut runs = Vec::new();
+    for (index, &replicas) in config.replicas.iter().enumerate() {
+        let name = format!("load-{stamp}-r{replicas}");
+        eprintln!(
+            "loadtest: {replicas} replica(s): creating {} objects",
+            config.sizes.objects()
+        );
+        let population = population::create(client, &name, config.sizes).await?;
+        let group = Group {
+            binary: config.binary.clone(),
+            shards: config.shards,
+            lease_namespace: leases.clone(),
+            redis_url: redis_url.to_owned(),
+            timing: Timing {
+                lease_duration: Duration::from_secs(5),
+                renew_interval: Duration::from_secs(1),
+                retry_period: Duration::from_millis(500),
+            },
+            logs: logs_dir(&name),
+        };
+        let churn = (index + 1 == config.replicas.len()).then_some(());
+        let measured =
+            converge_with(config, &mut observer, &group, &population, replicas, churn).await;
+        // Servers carry a finalizer: an operator must run while they go.
+        let cleaner = group.start("cleanup")?;
+        population::delete(client, &population).await?;
+        gone(client, &name, config.limit).await?;
+        cleaner.stop(GRACE)?;
+        let measured = measured?;
+        eprintln!(
+            "loadtest: {replicas} replica(s): converged {} objects in {:.1} s",
+            measured.objects,
+            measured.converged_in.as_secs_f64()
+        );
+        runs.push(measured);
+    }
+    namespaces.delete(&leases, &Default::default()).await?;
+    Ok(runs)
+}
+
+async fn converge_with(
+    config: &Config,
+    observer: &mut Observer,
+    group: &Group,
+    population: &Population,
+    replicas: usize,
+    churn: Option<()>,
+) -> anyhow::Result<Run> {
+    let before = apiserver_requests(&observer.client).await?;
+    let own_before = observer.requests;
+    let started = Instant::now();
+    let group_replicas: Vec<Replica> = (0..replicas)
+        .map(|i| group.start(&format!("r{i}")))
+        .collect::<Result<_, _>>()?;
+    let mut last = Progress::default();
+    let deadline = started + config.limit;
+    loop {
+        let progress = observer.progress(population).await?;
+        if progress != last {
+            eprintln!(
+                "loadtest:   {:>6.1} s: {}/{} objects converged, {}/{} catalogs match",
+                started.elapsed().as_secs_f64(),
+                progress.converged,
+                progress.objects,
+                progress.catalogs_matching,
+                progress.catalogs
+            );
+            last = progress;
+        }
+        if progress.done() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not converged within {:?}: {progress:?}; logs in {}",
+            config.limit,
+            group.logs.display()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let converged_in = started.elapsed();
+    let after = apiserver_requests(&observer.client).await?;
+    let own = (observer.requests - own_before) as f64;
+
+    let churn = match churn {
+        Some(()) => Some(
+            churn::run(
+                observer,
+                &group.redis_url,
+                population,
+                config.churn_rate,
+                config.churn_duration,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let mut reconciles = Vec::new();
+    let mut peak_rss = Vec::new();
+    let mut cpu_seconds = Vec::new();
+    for replica in &group_replicas {
+        reconciles.push(replica.metric("mcp_operator_reconciles_total")?);
+        peak_rss.push(process::peak_rss(replica.child.id())?);
+        cpu_seconds.push(process::cpu_seconds(replica.child.id())?);
+    }
+    for replica in group_replicas {
+        replica.stop(GRACE)?;
+    }
+    let ceiling =
+        ceiling::status_writes(observer, &population.run, config.ceiling_concurrency).await?;
+    Ok(Run {
+        replicas,
+        objects: last.objects,
+        converged_in,
+        reconciles,
+        apiserver_requests: (after - before - own).max(0.0),
+        peak_rss,
+        cpu_seconds,
+        ceiling,
+        churn,
+    })
+}
+
+/// Requests the apiserver has served since it started, from its metrics.
+async fn apiserver_requests(client: &Client) -> anyhow::Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client
+        .request_text(request)
+        .await
+        .context("reading the apiserver's /metrics")?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
+/// Waits until the run's namespaces are gone, so the next run's caches do
+/// not hold them.
+async fn gone(client: &Client, run: &str, limit: Duration) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
+    let params = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    poll(limit, "the run's namespaces to be deleted", || {
+        let (api, params) = (api.clone(), params.clone());
+        async move { Ok(api.list(&params).await?.items.is_empty().then_some(())) }
+    })
+    .await
+}
+
+/// The report section of a load test.
+pub fn markdown(config: &Config, runs: &[Run]) -> String {
+    let s = config.sizes;
+    let mut out = format!(
+        "## Convergence at scale\n\n\
+         `make loadtest` (loadtest/): {} MCPTools, {} MCPPrompts, {} MCPResources and {} MCPServers (one router replica each) \
+         over {} namespaces, {} shards; each replica count converges a fresh population from a cold start. Converged means every \
+         object Ready with `observedGeneration == generation` and every server's catalog in Redis holding exactly its members. \
+         The ceiling is a plain client writing one status to each of the same objects, {} at a time, on the same apiserver in \
+         the same run. Measured {}.\n\n\
+         | replicas | converged in | objects/s | ceiling (writes/s) | ratio | reconciles/s | reconciles per replica (max) | apiserver requests/object | peak RSS (max) | CPU s (sum) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        s.tools,
+        s.prompts,
+        s.resources,
+        s.servers,
+        s.namespaces,
+        config.shards,
+        config.ceiling_concurrency,
+        today()
+    );
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    for run in runs {
+        let seconds = run.converged_in.as_secs_f64();
+        let reconciles: f64 = run.reconciles.iter().sum();
+        out.push_str(&format!(
+            "| {} | {:.1} s | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.1} | {:.0} MiB | {:.1} |\n",
+            run.replicas,
+            seconds,
+            run.throughput(),
+            run.ceiling,
+            100.0 * run.throughput() / run.ceiling.max(0.001),
+            reconciles / seconds.max(0.001),
+            max(&run.reconciles),
+            run.apiserver_requests / run.objects.max(1) as f64,
+            run.peak_rss.iter().copied().max().unwrap_or(0) as f64 / (1024.0 * 1024.0),
+            run.cpu_seconds.iter().sum::<f64>(),
+        ));
+    }
+    if let Some((run, churn)) = runs.iter().find_map(|r| r.churn.as_ref().map(|c| (r, c))) {
+        out.push_str(&format!(
+            "\nChurn with {} replica(s): {} tool changes at {}/s over {:?} (descriptions; every fourth also moves the tool \
+             to another server). Change → catalog published: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; not seen published \
+             within 15 s: {}.\n",
+            run.replicas,
+            churn.changes,
+            config.churn_rate,
+            config.churn_duration,
+            quantile(&churn.published, 0.5).as_secs_f64() * 1000.0,
+            quantile(&churn.published, 0.99).as_secs_f64() * 1000.0,
+            churn.published.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+            churn.missed,
+        ));
+    }
+    out
+}
