@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mcp_operator_loadtest::population::Sizes;
+use mcp_operator_chaos::population::Sizes;
 use mcp_operator_loadtest::{Config, markdown, run};
 
 mod support;

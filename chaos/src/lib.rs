@@ -1,11 +1,17 @@
-//! Operator replicas as real processes, and what they hold.
-//!
-//! Used by `tests/sharding.rs` (correctness) and the `failover` benchmark
-//! (timing): start replicas of `mcp-operator controller`, kill, stop or
-//! terminate them, and read which replica holds which shard from the Leases
-//! and which replica last wrote each server from its Redis fence.
+//! The harness of the chaos scenarios, the failover benchmark, the load
+//! test and `tests/sharding.rs`: operator replicas as real processes (this
+//! module: start, kill, stop or terminate them, read which replica holds
+//! which shard from the Leases and which replica last wrote each server from
+//! its Redis fence), populations of MCP resources, the convergence
+//! invariants, churn, process costs and the benchmark report.
 
+pub mod churn;
+pub mod converge;
+pub mod kinds;
+pub mod population;
+pub mod process;
 pub mod report;
+pub mod scenario;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_controller::shard_of;
@@ -223,4 +230,12 @@ pub fn logs_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| Path::new("target").to_path_buf(), PathBuf::from);
     target.join("chaos-logs").join(name)
+}
+
+/// Creates a namespace named `<prefix>-<random>` and returns its name.
+pub async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.generate_name = Some(format!("{prefix}-"));
+    Ok(api.create(&PostParams::default(), &ns).await?.name_any())
 }

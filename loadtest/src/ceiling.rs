@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use crate::converge::Observer;
-use crate::kinds::Kind;
+use mcp_operator_chaos::converge::Observer;
+use mcp_operator_chaos::kinds::Kind;
 
 /// Writes one status condition to every reconciled object of `run`,
 /// `concurrency` at a time; returns objects written per second.

@@ -5,25 +5,19 @@
 //! at a smoke size so the harness cannot rot.
 
 pub mod ceiling;
-pub mod churn;
-pub mod converge;
-pub mod kinds;
-pub mod population;
-pub mod process;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
+use mcp_operator_chaos::churn::{self, Churn};
+use mcp_operator_chaos::converge::Observer;
+use mcp_operator_chaos::kinds::Kind;
+use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
-use mcp_operator_chaos::{Group, Replica, Timing, logs_dir, poll};
-
-use crate::churn::Churn;
-use crate::converge::{Observer, Progress};
-use crate::kinds::Kind;
-use crate::population::{Population, RUN_LABEL, Sizes};
+use mcp_operator_chaos::{Group, Replica, Timing, logs_dir, namespace, process};
 
 /// How long a stopped replica may take to release its Leases and exit.
 const GRACE: Duration = Duration::from_secs(15);
@@ -92,12 +86,7 @@ pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::R
     };
     let stamp = std::process::id();
     // Leases live outside the populations, which are deleted between runs.
-    let leases = format!("load-{stamp}-leases");
-    let namespaces: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
-    let namespace: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": leases},
-    }))?;
-    namespaces.create(&Default::default(), &namespace).await?;
+    let leases = namespace(client, "load-leases").await?;
     let mut runs = Vec::new();
     for (index, &replicas) in config.replicas.iter().enumerate() {
         let name = format!("load-{stamp}-r{replicas}");
@@ -124,7 +113,7 @@ pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::R
         // Servers carry a finalizer: an operator must run while they go.
         let cleaner = group.start("cleanup")?;
         population::delete(client, &population).await?;
-        gone(client, &name, config.limit).await?;
+        population::wait_deleted(client, &population, config.limit).await?;
         cleaner.stop(GRACE)?;
         let measured = measured?;
         eprintln!(
@@ -134,7 +123,9 @@ pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::R
         );
         runs.push(measured);
     }
-    namespaces.delete(&leases, &Default::default()).await?;
+    Api::<DynamicObject>::all_with(client.clone(), &Kind::Namespace.resource())
+        .delete(&leases, &Default::default())
+        .await?;
     Ok(runs)
 }
 
@@ -152,32 +143,10 @@ async fn converge_with(
     let group_replicas: Vec<Replica> = (0..replicas)
         .map(|i| group.start(&format!("r{i}")))
         .collect::<Result<_, _>>()?;
-    let mut last = Progress::default();
-    let deadline = started + config.limit;
-    loop {
-        let progress = observer.progress(population).await?;
-        if progress != last {
-            eprintln!(
-                "loadtest:   {:>6.1} s: {}/{} objects converged, {}/{} catalogs match",
-                started.elapsed().as_secs_f64(),
-                progress.converged,
-                progress.objects,
-                progress.catalogs_matching,
-                progress.catalogs
-            );
-            last = progress;
-        }
-        if progress.done() {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "not converged within {:?}: {progress:?}; logs in {}",
-            config.limit,
-            group.logs.display()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let last = observer
+        .wait_converged(population, started, config.limit)
+        .await
+        .with_context(|| format!("logs in {}", group.logs.display()))?;
     let converged_in = started.elapsed();
     let after = apiserver_requests(&observer.client).await?;
     let own = (observer.requests - own_before) as f64;
@@ -233,18 +202,6 @@ async fn apiserver_requests(client: &Client) -> anyhow::Result<f64> {
         .filter(|l| l.starts_with("apiserver_request_total{"))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum())
-}
-
-/// Waits until the run's namespaces are gone, so the next run's caches do
-/// not hold them.
-async fn gone(client: &Client, run: &str, limit: Duration) -> anyhow::Result<()> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
-    let params = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
-    poll(limit, "the run's namespaces to be deleted", || {
-        let (api, params) = (api.clone(), params.clone());
-        async move { Ok(api.list(&params).await?.items.is_empty().then_some(())) }
-    })
-    .await
 }
 
 /// The report section of a load test.

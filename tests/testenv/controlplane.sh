@@ -9,6 +9,9 @@
 #                           wait until ready, print `export KUBECONFIG=...`
 #   controlplane.sh down    stop every process and remove the state directory
 #   controlplane.sh status  exit 0 when every component is up
+#   controlplane.sh restart-apiserver
+#                           kill -9 the apiserver (and its embedded etcd) and
+#                           start it again on the same state: a chaos fault
 #
 # Configuration (so that two environments can run at once):
 #   TESTENV_DIR                 state root (default: <repo>/.testenv)
@@ -120,6 +123,18 @@ up() {
   echo "export KUBECONFIG=$state/kubeconfig"
 }
 
+restart_apiserver() {
+  local bin pid
+  bin=$(testenv_binary)
+  if alive apiserver; then
+    pid=$(cat "$state/apiserver.pid")
+    kill -KILL "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  start apiserver "$bin" apiserver --dir "$state" --port "$apiserver_port"
+  wait_for 120 apiserver apiserver_ready
+}
+
 start_all() {
   local bin=$1 kwok
   kwok=$(kwok_binary)
@@ -143,5 +158,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::report::{quantile, today, write_section};
-use mcp_operator_chaos::{Group, Replica, Timing, holders, logs_dir, poll, shard, writer};
+use mcp_operator_chaos::{
+    Group, Replica, Timing, holders, logs_dir, namespace, poll, shard, writer,
+};
 use serde_json::json;
 
 const SHARDS: u32 = 16;
@@ -183,13 +184,6 @@ async fn settle(
         }
     })
     .await
-}
-
-async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let mut ns = Namespace::default();
-    ns.metadata.generate_name = Some(format!("{prefix}-"));
-    Ok(api.create(&PostParams::default(), &ns).await?.name_any())
 }
 
 async fn server(client: &Client) -> anyhow::Result<ServerId> {

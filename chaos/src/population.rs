@@ -2,12 +2,10 @@
 //! Service, and tools, prompts, resources and servers spread over them so
 //! that every server selects its own share of members by label.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use mcp_operator_catalog::ServerId;
 use serde_json::{Value, json};
 
@@ -41,20 +39,12 @@ impl Sizes {
     }
 }
 
-/// What each server's catalog must hold once the run has converged.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Expected {
-    pub tools: BTreeSet<String>,
-    pub prompts: BTreeSet<String>,
-    pub resources: BTreeSet<String>,
-}
-
 /// A created population.
 #[derive(Debug)]
 pub struct Population {
     pub run: String,
     pub namespaces: Vec<String>,
-    pub servers: BTreeMap<ServerId, Expected>,
+    pub servers: Vec<ServerId>,
 }
 
 /// Objects created at once; enough to keep the apiserver busy without
@@ -93,7 +83,7 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
                    "spec": {"ports": [{"name": "http", "port": 8080}]}}),
         ));
     }
-    let mut servers: BTreeMap<ServerId, Expected> = BTreeMap::new();
+    let mut servers = Vec::new();
     for s in 0..sizes.servers {
         objects.push((
             Kind::Server,
@@ -106,7 +96,10 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
                 "resourceSelector": {"matchLabels": {SERVER_LABEL: format!("s{s}")}},
             }}),
         ));
-        servers.insert(server_id(namespace_of(s), s), Expected::default());
+        servers.push(ServerId {
+            namespace: namespace_of(s).clone(),
+            name: format!("s{s}"),
+        });
     }
     for t in 0..sizes.tools {
         let s = t % sizes.servers;
@@ -121,9 +114,6 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
                        "backend": {"service": {"name": "backend", "port": 8080}, "path": format!("/{name}")},
                    }}),
         ));
-        expected(&mut servers, namespace_of(s), s)
-            .tools
-            .insert(name);
     }
     for p in 0..sizes.prompts {
         let s = p % sizes.servers;
@@ -137,9 +127,6 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
                 "messages": [{"role": "user", "content": "Tell me about {{ topic }}."}],
             }}),
         ));
-        expected(&mut servers, namespace_of(s), s)
-            .prompts
-            .insert(name);
     }
     for r in 0..sizes.resources {
         let s = r % sizes.servers;
@@ -150,9 +137,6 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
             json!({"metadata": {"name": format!("r{r}"), "labels": labels(Some(s))},
                    "spec": {"uri": uri, "mimeType": "text/plain", "text": format!("Resource {r}.")}}),
         ));
-        expected(&mut servers, namespace_of(s), s)
-            .resources
-            .insert(uri);
     }
 
     // Namespaces and Services first: members refer to them.
@@ -174,21 +158,6 @@ pub async fn create(client: &Client, run: &str, sizes: Sizes) -> anyhow::Result<
         namespaces,
         servers,
     })
-}
-
-fn server_id(namespace: &str, server: usize) -> ServerId {
-    ServerId {
-        namespace: namespace.to_owned(),
-        name: format!("s{server}"),
-    }
-}
-
-fn expected<'a>(
-    servers: &'a mut BTreeMap<ServerId, Expected>,
-    namespace: &str,
-    server: usize,
-) -> &'a mut Expected {
-    servers.entry(server_id(namespace, server)).or_default()
 }
 
 async fn create_one(
@@ -227,4 +196,20 @@ pub async fn delete(client: &Client, population: &Population) -> anyhow::Result<
         .try_collect::<Vec<_>>()
         .await?;
     Ok(())
+}
+
+/// Waits until the run's namespaces are gone, so that later runs' caches do
+/// not hold them.
+pub async fn wait_deleted(
+    client: &Client,
+    population: &Population,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
+    let params = ListParams::default().labels(&format!("{RUN_LABEL}={}", population.run));
+    crate::poll(limit, "the run's namespaces to be deleted", || {
+        let (api, params) = (api.clone(), params.clone());
+        async move { Ok(api.list(&params).await?.items.is_empty().then_some(())) }
+    })
+    .await
 }

@@ -1,15 +1,25 @@
 //! Whether a run has converged: every object Ready for its current
 //! generation, and every server's catalog in Redis holding exactly the
-//! members the population gave it.
+//! members its selectors match in the API (computed here, independently of
+//! the operator, from the members' labels).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
-use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
-use mcp_operator_catalog::{Published, keys};
+use kube::{Client, ResourceExt};
+use mcp_operator_catalog::{Published, ServerId, keys};
 
 use crate::kinds::Kind;
-use crate::population::{Expected, Population, RUN_LABEL};
+use crate::population::{Population, RUN_LABEL, SERVER_LABEL};
+
+/// What a server's catalog holds: tool and prompt names, resource URIs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub tools: BTreeSet<String>,
+    pub prompts: BTreeSet<String>,
+    pub resources: BTreeSet<String>,
+}
 
 /// Objects listed per request.
 const PAGE: u32 = 500;
@@ -23,13 +33,19 @@ pub struct Observer {
 }
 
 /// How far a run is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     pub objects: usize,
     pub converged: usize,
     pub catalogs: usize,
     pub catalogs_matching: usize,
+    /// A few objects that have not converged, with their Ready condition,
+    /// or servers whose catalog differs: what a failure message shows.
+    pub lagging: Vec<String>,
 }
+
+/// How many lagging objects a progress report names.
+const LAGGING: usize = 5;
 
 impl Progress {
     pub fn done(&self) -> bool {
@@ -63,26 +79,112 @@ impl Observer {
             catalogs: population.servers.len(),
             ..Progress::default()
         };
+        let mut expected: BTreeMap<ServerId, Expected> = population
+            .servers
+            .iter()
+            .map(|server| (server.clone(), Expected::default()))
+            .collect();
         for kind in Kind::RECONCILED {
             let objects = self.list(kind, &population.run).await?;
             progress.objects += objects.len();
-            progress.converged += objects.iter().filter(|o| is_converged(o)).count();
+            for object in &objects {
+                if is_converged(object) {
+                    progress.converged += 1;
+                } else if progress.lagging.len() < LAGGING {
+                    progress.lagging.push(format!(
+                        "{} {}/{} (generation {:?}): {}",
+                        kind.resource().kind,
+                        object.namespace().unwrap_or_default(),
+                        object.name_any(),
+                        object.metadata.generation,
+                        object.data["status"],
+                    ));
+                }
+                let server = ServerId {
+                    namespace: object.namespace().unwrap_or_default(),
+                    name: object
+                        .labels()
+                        .get(SERVER_LABEL)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                let Some(members) = expected.get_mut(&server) else {
+                    continue;
+                };
+                match kind {
+                    Kind::Tool => members.tools.insert(member_name(object)),
+                    Kind::Prompt => members.prompts.insert(member_name(object)),
+                    Kind::Resource => members.resources.insert(
+                        object.data["spec"]["uri"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    _ => false,
+                };
+            }
         }
         if progress.converged == progress.objects {
-            for (server, expected) in &population.servers {
+            for (server, expected) in &expected {
                 let published: Option<String> = redis::cmd("GET")
                     .arg(keys::catalog(server))
                     .query_async(&mut self.redis)
                     .await?;
                 let published: Option<Published> =
                     published.map(|p| serde_json::from_str(&p)).transpose()?;
-                if published.is_some_and(|p| &contents(&p) == expected) {
-                    progress.catalogs_matching += 1;
+                match published.map(|p| contents(&p)) {
+                    Some(actual) if &actual == expected => progress.catalogs_matching += 1,
+                    actual if progress.lagging.len() < LAGGING => progress
+                        .lagging
+                        .push(format!("catalog of {server}: {actual:?}, expected {expected:?}")),
+                    _ => {}
                 }
             }
         }
         Ok(progress)
     }
+}
+
+impl Observer {
+    /// Polls every second until `population` has converged or `limit` has
+    /// passed since `started`, logging progress as it changes.
+    pub async fn wait_converged(
+        &mut self,
+        population: &Population,
+        started: Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Progress> {
+        let mut last = None;
+        loop {
+            let progress = self.progress(population).await?;
+            if last.as_ref() != Some(&progress) {
+                eprintln!(
+                    "  {:>6.1} s: {}/{} objects converged, {}/{} catalogs match",
+                    started.elapsed().as_secs_f64(),
+                    progress.converged,
+                    progress.objects,
+                    progress.catalogs_matching,
+                    progress.catalogs
+                );
+                last = Some(progress.clone());
+            }
+            if progress.done() {
+                return Ok(progress);
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "not converged within {limit:?}: {progress:?}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// A member's MCP name: `spec.name`, defaulting to the object's name.
+fn member_name(object: &DynamicObject) -> String {
+    object.data["spec"]["name"]
+        .as_str()
+        .map_or_else(|| object.name_any(), str::to_owned)
 }
 
 /// Ready, with both the status and the Ready condition describing the

@@ -24,6 +24,8 @@ pub struct Churn {
     /// Changes never seen published before the phase ended.
     pub missed: usize,
     pub changes: usize,
+    /// Changes the apiserver refused or never answered (during a fault).
+    pub errors: usize,
 }
 
 /// A change waiting to be seen in `server`'s catalog.
@@ -51,7 +53,7 @@ pub async fn run(
     let tools = observer.list(Kind::Tool, &population.run).await?;
     anyhow::ensure!(!tools.is_empty(), "churn needs tools");
     let mut by_namespace: HashMap<String, Vec<String>> = HashMap::new();
-    for server in population.servers.keys() {
+    for server in &population.servers {
         by_namespace
             .entry(server.namespace.clone())
             .or_default()
@@ -122,21 +124,22 @@ pub async fn run(
 
     let patch = PatchParams::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
-    let mut changes = 0;
+    let (mut changes, mut errors) = (0, 0);
     while started.elapsed() < duration {
         ticker.tick().await;
-        let tool = &tools[changes % tools.len()];
+        let tool = &tools[(changes + errors) % tools.len()];
         let namespace = tool.namespace().unwrap_or_default();
         let key = (namespace.clone(), tool.name_any());
-        let current = placement.get(&key).cloned().unwrap_or_default();
-        let destination = if changes % 4 == 3 {
-            next_server(&by_namespace, &namespace, &current)
+        let previous = placement.get(&key).cloned().unwrap_or_default();
+        let destination = if (changes + errors) % 4 == 3 {
+            next_server(&by_namespace, &namespace, &previous)
         } else {
-            current
+            previous.clone()
         };
         placement.insert(key, destination.clone());
-        let revision = changes + 1;
+        let revision = changes + errors + 1;
         {
             let mut pending = pending
                 .lock()
@@ -155,17 +158,27 @@ pub async fn run(
         }
         let api: Api<DynamicObject> =
             Api::namespaced_with(observer.client.clone(), &namespace, &Kind::Tool.resource());
-        api.patch(
-            &tool.name_any(),
-            &patch,
-            &Patch::Merge(json!({
-                "metadata": {"labels": {SERVER_LABEL: destination}},
-                "spec": {"description": format!("Load-test tool rev-{revision}")},
-            })),
-        )
-        .await?;
+        let result = api
+            .patch(
+                &tool.name_any(),
+                &patch,
+                &Patch::Merge(json!({
+                    "metadata": {"labels": {SERVER_LABEL: destination}},
+                    "spec": {"description": format!("Load-test tool rev-{revision}")},
+                })),
+            )
+            .await;
         observer.requests += 1;
-        changes += 1;
+        match result {
+            Ok(_) => changes += 1,
+            Err(error) => {
+                // Not made: nothing to wait for, and the tool stays put.
+                eprintln!("churn: change {revision} failed: {error}");
+                errors += 1;
+                forget(&pending, &namespace, &destination, revision);
+                placement.insert((namespace.clone(), tool.name_any()), previous);
+            }
+        }
     }
 
     let deadline = Instant::now() + DRAIN;
@@ -182,7 +195,21 @@ pub async fn run(
         missed: outstanding(&pending),
         published,
         changes,
+        errors,
     })
+}
+
+/// Drops a pending change that was never made.
+fn forget(pending: &PendingByServer, namespace: &str, server: &str, revision: usize) {
+    let id = ServerId {
+        namespace: namespace.to_owned(),
+        name: server.to_owned(),
+    };
+    if let Ok(mut pending) = pending.lock()
+        && let Some(list) = pending.get_mut(&id)
+    {
+        list.retain(|change| change.revision != revision);
+    }
 }
 
 fn outstanding(pending: &PendingByServer) -> usize {
