@@ -9,6 +9,9 @@
 #                           wait until ready, print `export KUBECONFIG=...`
 #   controlplane.sh down    stop every process and remove the state directory
 #   controlplane.sh status  exit 0 when every component is up
+#   controlplane.sh kubectl ARGS...
+#                           kubectl (built into the testenv binary, the
+#                           control plane's version) with the admin kubeconfig
 #
 # Configuration (so that two environments can run at once):
 #   TESTENV_DIR                 state root (default: <repo>/.testenv)
@@ -118,6 +121,14 @@ up() {
   # applied on every `up`, so that a regenerated CRD reaches a running cluster.
   "$bin" crds --dir "$state" "$here"/../../manifests/base/crds/*.yaml >&2
   echo "export KUBECONFIG=$state/kubeconfig"
+  echo "export TESTENV_KUBECTL=$here/kubectl.sh"
+}
+
+# The machine needs no kubectl of its own: tests build and apply the
+# Kustomize overlays with this one.
+kubectl() {
+  [ -f "$state/kubeconfig" ] || { log "the control plane is not up: run \`make testenv\` first"; exit 1; }
+  exec "$(testenv_binary)" kubectl --kubeconfig "$state/kubeconfig" "$@"
 }
 
 start_all() {
@@ -143,5 +154,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  kubectl) shift; kubectl "$@" ;;
+  *) echo "usage: $0 up|down|status|kubectl ARGS..." >&2; exit 2 ;;
 esac
