@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -26,6 +26,7 @@ use redis::AsyncCommands;
 use serde_json::json;
 use std::num::NonZeroU32;
 
+pub use crate::support::condition;
 use crate::support::{self, WAIT, testenv_var};
 
 /// Which Redis the binary's controller publishes to.
@@ -177,40 +178,6 @@ impl Env {
             .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
             .unwrap_or(0.0)
     }
-}
-
-/// Waits until `kind/name` has condition `type_` with `status` and `reason`;
-/// returns its message.
-pub async fn condition<K>(
-    api: &Api<K>,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> String
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    let matches = |object: &K| {
-        let value = serde_json::to_value(object).expect("serializable");
-        value["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
-            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
-    };
-    let found = support::wait_for(api, name, |object: Option<&K>| {
-        object.and_then(&matches).is_some()
-    })
-    .await;
-    found.as_ref().and_then(matches).expect("the condition")
 }
 
 pub fn tool(name: &str, labels: serde_json::Value, service: &str) -> serde_json::Value {
@@ -390,6 +357,23 @@ pub async fn every_kind_end_to_end(redis: Redis) {
         .expect("pod spec");
     assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
     assert_eq!(pod.automount_service_account_token, Some(false));
+    // Routers run as an account of their own, with no token mounted.
+    assert_eq!(pod.service_account_name.as_deref(), Some("red-router"));
+    let account = env
+        .api::<ServiceAccount>()
+        .get("red-router")
+        .await
+        .expect("the router's service account");
+    assert_eq!(account.automount_service_account_token, Some(false));
+    let account_owner = &account
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("the account is owned")[0];
+    assert_eq!(
+        (account_owner.kind.as_str(), account_owner.name.as_str()),
+        ("MCPServer", "red")
+    );
     let container = &pod.containers[0];
     assert_eq!(container.args.as_deref(), Some(&["router".to_owned()][..]));
     let security = container
