@@ -4,11 +4,16 @@
 //! authenticated as its own ServiceAccount with the RBAC of
 //! manifests/base: the least privilege it claims is also enough.
 //!
+//! The examples' HTTP backend answers every endpoint their MCPTools and
+//! MCPResource name.
+//!
 //! kubectl is the testenv's (TESTENV_KUBECTL, `tests/testenv/kubectl.sh`):
 //! the machine needs none of its own.
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -29,6 +34,10 @@ use support::{condition, testenv_var};
 
 /// The operator's namespace, as manifests/base names it.
 const SYSTEM: &str = "mcp-operator-system";
+/// How the apiserver words an RBAC denial of the operator's account (other
+/// 403s, such as writes into a terminating namespace, are not about RBAC).
+const RBAC_DENIAL: &str =
+    r#"forbidden: User "system:serviceaccount:mcp-operator-system:mcp-operator" cannot"#;
 
 /// Runs the testenv's kubectl in the repository; fails the test with its
 /// output when it fails or warns (a Pod Security warning, a deprecated
@@ -361,7 +370,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
     let log = std::fs::read_to_string(logs.join("rbac.log")).expect("the operator's log");
     assert!(exited.success(), "the operator failed:\n{log}");
     assert!(
-        !log.to_lowercase().contains("forbidden"),
+        !log.contains(RBAC_DENIAL),
         "the operator was refused something its RBAC should allow:\n{log}"
     );
     assert!(log.contains("acquired shard"), "no shard was taken:\n{log}");
@@ -374,4 +383,124 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("delete the examples' namespace");
+}
+
+/// One HTTP/1.0 request to the local backend: the status and the JSON body.
+fn request(port: u16, method: &str, target: &str, body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the backend");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "{method} {target} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("an HTTP response: {response}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {head}"));
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("a JSON body ({e}): {body}"));
+    (status, body)
+}
+
+/// The backend process, stopped when dropped.
+struct Backend(std::process::Child);
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_example_backend_answers_every_endpoint_the_examples_name() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let logs = logs_dir("manifests-backend");
+    std::fs::create_dir_all(&logs).expect("the log directory");
+    let log = std::fs::File::create(logs.join("backend.log")).expect("the backend's log");
+    let _backend = Backend(
+        Command::new("python3")
+            .args([
+                "manifests/examples/backend/server.py",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(log.try_clone().expect("the log, twice"))
+            .stderr(log)
+            .spawn()
+            .expect("python3 runs the example backend"),
+    );
+    let started = std::time::Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the backend did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Each tool called as the router calls it: the method and path of its
+    // MCPTool, the arguments as the body, or as the query string for GET.
+    let examples = documents(&kubectl(&["kustomize", "manifests/examples"]));
+    let call = |tool: &str, arguments: Value| {
+        let spec = &find(&examples, "MCPTool", tool).unwrap_or_else(|| panic!("an MCPTool {tool}"))
+            ["spec"]["backend"];
+        let method = spec["method"].as_str().unwrap_or("POST");
+        let path = spec["path"].as_str().expect("a path");
+        if method == "GET" {
+            let query: Vec<String> = arguments
+                .as_object()
+                .expect("arguments are an object")
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+                .collect();
+            request(port, method, &format!("{path}?{}", query.join("&")), "")
+        } else {
+            request(port, method, path, &arguments.to_string())
+        }
+    };
+    let (status, forecast) = call("forecast", serde_json::json!({"city": "Oslo", "days": 2}));
+    assert_eq!(status, 200, "{forecast}");
+    assert_eq!(forecast["city"], "Oslo");
+    assert_eq!(forecast["days"].as_array().map(Vec::len), Some(2));
+    let (status, converted) = call("convert-temperature", serde_json::json!({"celsius": 100}));
+    assert_eq!(
+        (status, &converted["fahrenheit"]),
+        (200, &Value::from(212.0))
+    );
+    let (status, time) = call("current-time", serde_json::json!({"utcOffsetHours": 2}));
+    assert_eq!(status, 200, "{time}");
+    assert!(
+        time["time"].as_str().is_some_and(|t| t.ends_with("+02:00")),
+        "{time}"
+    );
+    // Bad arguments get a 400 with the reason, not a crash.
+    let (status, refused) = call("convert-temperature", serde_json::json!({"celsius": "hot"}));
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"], "'celsius' must be a number");
+
+    // The resource read from the backend, with a GET.
+    let stations = find(&examples, "MCPResource", "stations").expect("the stations resource");
+    let path = stations["spec"]["backend"]["path"]
+        .as_str()
+        .expect("a path");
+    let (status, body) = request(port, "GET", path, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["stations"].as_array().is_some_and(|s| !s.is_empty()));
 }

@@ -141,7 +141,12 @@ start_all() {
   wait_for 120 apiserver apiserver_ready
   start controller-manager "$bin" controller-manager --dir "$state" --port "$kcm_port"
   start scheduler "$bin" scheduler --dir "$state" --port "$scheduler_port"
+  # Node Leases as heartbeats: without them kwok updates node status only
+  # about once a minute, past the node monitor's grace period, so every
+  # node turns NotReady for a few seconds a minute and the pods caught in
+  # that window stay NotReady (their Deployments never become Available).
   start kwok "$kwok" --kubeconfig "$state/kubeconfig" \
+    --node-lease-duration-seconds=40 \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --server-address="127.0.0.1:$kwok_port"
