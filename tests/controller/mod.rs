@@ -279,6 +279,18 @@ pub async fn every_kind_end_to_end(redis: Redis) {
     let url = format!("http://weather.{}.svc:8080/call", env.ns);
     assert_eq!(tool_message, format!("The backend is {url}."));
     condition(&env.api::<MCPServer>(), "red", "Ready", "True", "Ready").await;
+    // Ready can come before the prompt and the resource are checked and
+    // selected: wait for the catalog that serves all three.
+    support::wait_for(
+        &env.api::<MCPServer>(),
+        "red",
+        |server: Option<&MCPServer>| {
+            server
+                .and_then(|s| s.status.as_ref())
+                .is_some_and(|s| (s.prompt_count, s.resource_count) == (Some(1), Some(1)))
+        },
+    )
+    .await;
     let published = published_version(&env, "red", 1).await;
 
     // The catalog, computed independently from the objects in the API.
