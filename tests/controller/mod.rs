@@ -377,15 +377,13 @@ pub async fn every_kind_end_to_end(redis: Redis) {
         .await
         .expect("the router's service account");
     assert_eq!(account.automount_service_account_token, Some(false));
-    let account_owner = &account
-        .metadata
-        .owner_references
-        .as_ref()
-        .expect("the account is owned")[0];
-    assert_eq!(
-        (account_owner.kind.as_str(), account_owner.name.as_str()),
-        ("MCPServer", "red")
-    );
+    // Owned by the server as its controller, so they go together.
+    let owner = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let owner = &meta.owner_references.as_ref().expect("an owner")[0];
+        (owner.kind.clone(), owner.name.clone(), owner.controller)
+    };
+    let red_server = ("MCPServer".to_owned(), "red".to_owned(), Some(true));
+    assert_eq!(owner(&account.metadata), red_server);
     let container = &pod.containers[0];
     assert_eq!(container.args.as_deref(), Some(&["router".to_owned()][..]));
     let security = container
@@ -423,15 +421,7 @@ pub async fn every_kind_end_to_end(redis: Redis) {
         probe_path(&container.readiness_probe).as_deref(),
         Some("/readyz")
     );
-    let owner = &deployment
-        .metadata
-        .owner_references
-        .as_ref()
-        .expect("owners")[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
-        ("MCPServer", "red", Some(true))
-    );
+    assert_eq!(owner(&deployment.metadata), red_server);
 
     let svc = env.api::<Service>().get("red").await.expect("service");
     let port = &svc
