@@ -43,11 +43,7 @@ const RBAC_DENIAL: &str =
 /// output when it fails or warns (a Pod Security warning, a deprecated
 /// field), and returns what it printed.
 fn kubectl(args: &[&str]) -> String {
-    let output = Command::new(testenv_var("TESTENV_KUBECTL"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running the testenv's kubectl");
+    let output = kubectl_output(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -60,6 +56,40 @@ fn kubectl(args: &[&str]) -> String {
         args.join(" ")
     );
     String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+}
+
+/// Runs the testenv's kubectl in the repository, whatever its outcome.
+fn kubectl_output(args: &[&str]) -> std::process::Output {
+    Command::new(testenv_var("TESTENV_KUBECTL"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running the testenv's kubectl")
+}
+
+/// Waits until the apiserver's RBAC cache has the roles just applied, so
+/// that the operator's first calls are not refused by a stale cache.
+fn wait_until_rbac_applies() {
+    let account = format!("--as=system:serviceaccount:{SYSTEM}:mcp-operator");
+    let checks = [
+        ["list", "mcpservers.kubemcp.io", "--all-namespaces"],
+        [
+            "update",
+            "leases.coordination.k8s.io",
+            "--namespace=mcp-operator-system",
+        ],
+    ];
+    let started = std::time::Instant::now();
+    for [verb, resource, scope] in checks {
+        while kubectl_output(&["auth", "can-i", verb, resource, scope, &account]).stdout != b"yes\n"
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the operator's account still cannot {verb} {resource} after 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// The documents of a YAML stream, as JSON values.
@@ -214,6 +244,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
     // What a developer applies before running the operator locally:
     // namespace, CRDs, RBAC and the bundled Redis, for real.
     kubectl(&["apply", "--server-side", "-k", "manifests/overlays/dev"]);
+    wait_until_rbac_applies();
 
     let logs = logs_dir("manifests-rbac");
     let group = Group {
