@@ -5,14 +5,19 @@ SHELL := bash
 
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
-.PHONY: help build crds lint fmt testenv testenv-down test chaos loadtest
+.PHONY: help build image crds lint fmt testenv testenv-down test chaos loadtest
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 build: ## Build the mcp-operator binary
 	$(CARGO) build --release --bin mcp-operator
+
+image: ## Build the container image (IMAGE=name:tag; needs Docker with BuildKit)
+	docker build -t $(IMAGE) .
 
 crds: ## Regenerate manifests/base/crds/ and docs/crds.md from the Rust types
 	$(CARGO) run --quiet --bin mcp-operator -- crds --out-dir manifests/base/crds

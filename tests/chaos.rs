@@ -31,6 +31,7 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
     };
     let group = Group {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
+        kubeconfig: None,
         shards: 4,
         lease_namespace: support::namespace(&client, "chaos-leases").await,
         redis_url,

@@ -126,6 +126,7 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
             renew_interval: Duration::from_millis(500),
             retry_period: Duration::from_millis(250),
         },
+        kubeconfig: None,
         logs: logs_dir(&lease_ns),
     };
     let mut servers = Vec::new();

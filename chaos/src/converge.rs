@@ -134,9 +134,9 @@ impl Observer {
                     published.map(|p| serde_json::from_str(&p)).transpose()?;
                 match published.map(|p| contents(&p)) {
                     Some(actual) if &actual == expected => progress.catalogs_matching += 1,
-                    actual if progress.lagging.len() < LAGGING => progress
-                        .lagging
-                        .push(format!("catalog of {server}: {actual:?}, expected {expected:?}")),
+                    actual if progress.lagging.len() < LAGGING => progress.lagging.push(format!(
+                        "catalog of {server}: {actual:?}, expected {expected:?}"
+                    )),
                     _ => {}
                 }
             }

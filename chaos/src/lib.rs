@@ -35,7 +35,7 @@ pub struct Timing {
 }
 
 /// How to start replicas: the binary, the shard count, where the Leases
-/// live, Redis, and where logs go.
+/// live, Redis, who they are to the apiserver, and where logs go.
 #[derive(Clone, Debug)]
 pub struct Group {
     pub binary: PathBuf,
@@ -43,6 +43,9 @@ pub struct Group {
     pub lease_namespace: String,
     pub redis_url: String,
     pub timing: Timing,
+    /// The kubeconfig replicas use; the environment's KUBECONFIG when
+    /// `None`. A ServiceAccount's kubeconfig shows its RBAC is enough.
+    pub kubeconfig: Option<PathBuf>,
     pub logs: PathBuf,
 }
 
@@ -68,7 +71,11 @@ impl Group {
         let metrics_port = free_port()?;
         std::fs::create_dir_all(&self.logs)?;
         let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command
             .args(["controller", "--shards", &self.shards.to_string()])
             .args([
                 "--lease-namespace",

@@ -97,6 +97,7 @@ pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::R
         let population = population::create(client, &name, config.sizes).await?;
         let group = Group {
             binary: config.binary.clone(),
+            kubeconfig: None,
             shards: config.shards,
             lease_namespace: leases.clone(),
             redis_url: redis_url.to_owned(),

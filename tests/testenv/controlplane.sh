@@ -12,6 +12,9 @@
 #   controlplane.sh restart-apiserver
 #                           kill -9 the apiserver (and its embedded etcd) and
 #                           start it again on the same state: a chaos fault
+#   controlplane.sh kubectl ARGS...
+#                           kubectl (built into the testenv binary, the
+#                           control plane's version) with the admin kubeconfig
 #
 # Configuration (so that two environments can run at once):
 #   TESTENV_DIR                 state root (default: <repo>/.testenv)
@@ -121,6 +124,14 @@ up() {
   # applied on every `up`, so that a regenerated CRD reaches a running cluster.
   "$bin" crds --dir "$state" "$here"/../../manifests/base/crds/*.yaml >&2
   echo "export KUBECONFIG=$state/kubeconfig"
+  echo "export TESTENV_KUBECTL=$here/kubectl.sh"
+}
+
+# The machine needs no kubectl of its own: tests build and apply the
+# Kustomize overlays with this one.
+kubectl() {
+  [ -f "$state/kubeconfig" ] || { log "the control plane is not up: run \`make testenv\` first"; exit 1; }
+  exec "$(testenv_binary)" kubectl --kubeconfig "$state/kubeconfig" "$@"
 }
 
 restart_apiserver() {
@@ -145,7 +156,12 @@ start_all() {
   wait_for 120 apiserver apiserver_ready
   start controller-manager "$bin" controller-manager --dir "$state" --port "$kcm_port"
   start scheduler "$bin" scheduler --dir "$state" --port "$scheduler_port"
+  # Node Leases as heartbeats: without them kwok updates node status only
+  # about once a minute, past the node monitor's grace period, so every
+  # node turns NotReady for a few seconds a minute and the pods caught in
+  # that window stay NotReady (their Deployments never become Available).
   start kwok "$kwok" --kubeconfig "$state/kubeconfig" \
+    --node-lease-duration-seconds=40 \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --server-address="127.0.0.1:$kwok_port"
@@ -159,5 +175,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver" >&2; exit 2 ;;
+  kubectl) shift; kubectl "$@" ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|kubectl ARGS..." >&2; exit 2 ;;
 esac

@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         lease_namespace: lease_namespace.clone(),
         redis_url,
         timing: timing.clone(),
+        kubeconfig: None,
         logs: logs_dir(&lease_namespace),
     };
     let mut servers = Vec::new();

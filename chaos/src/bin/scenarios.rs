@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let lease_namespace = mcp_operator_chaos::namespace(&client, "chaos-leases").await?;
     let group = Group {
         binary: cli.binary.clone(),
+        kubeconfig: None,
         shards: 16,
         lease_namespace,
         redis_url,
