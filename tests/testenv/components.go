@@ -68,12 +68,6 @@ func runControllerManager(args []string) error {
 		"--root-ca-file=" + p.CACert,
 		"--use-service-account-credentials=false",
 		"--profiling=false",
-		// Beta in 1.36 and on by default: the ReplicaSet controller waits
-		// until its informer has seen its own last write. Here it sometimes
-		// waits for good (a ReplicaSet's status never records its Ready pod),
-		// which leaves Deployments unavailable; the tests need the 1.35
-		// behaviour, not the mitigation.
-		"--feature-gates=StaleControllerConsistencyReplicaSet=false",
 	})
 }
 
