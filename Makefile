@@ -5,6 +5,7 @@ SHELL := bash
 
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
+RELEASE = $${CARGO_TARGET_DIR:-target}/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
@@ -41,12 +42,12 @@ testenv-down: ## Stop the control plane and Redis and remove their state
 test: lint ## Everything: unit tests, and integration tests against the testenv
 	$(TESTENV) run -- $(CARGO) test --workspace --all-targets
 
-chaos: ## Failover benchmark (kill -9 and SIGTERM of shard holders); writes docs/benchmarks.md
+chaos: ## Failover benchmark and chaos scenarios; writes docs/benchmarks.md and docs/chaos.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
-	$(TESTENV) run -- $(CARGO) run --release --quiet -p mcp-operator-chaos --bin failover -- \
-		$${CARGO_TARGET_DIR:-target}/release/mcp-operator docs/benchmarks.md
+	$(TESTENV) run -- bash -c '$(RELEASE)/failover $(RELEASE)/mcp-operator docs/benchmarks.md && \
+		$(RELEASE)/scenarios --binary $(RELEASE)/mcp-operator --report docs/chaos.md \
+		--tools 400 --prompts 80 --resources 80 --servers 40 --namespaces 20 $(CHAOS_FLAGS)'
 
 loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; writes docs/benchmarks.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
-	$(TESTENV) run -- $${CARGO_TARGET_DIR:-target}/release/loadtest \
-		--binary $${CARGO_TARGET_DIR:-target}/release/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
+	$(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
