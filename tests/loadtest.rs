@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use mcp_operator_chaos::Redis;
 use mcp_operator_chaos::population::Sizes;
 use mcp_operator_loadtest::{Config, markdown, run};
 
@@ -14,7 +15,7 @@ mod support;
 async fn smoke_population_converges_and_churn_is_published() {
     let client = support::client().await;
     support::install_crds(&client).await;
-    let redis_url = support::testenv_var("MCP_REDIS_URL");
+    let redis = Redis::from_testenv(false).expect("the testenv's Redis");
     let config = Config {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
         replicas: vec![1, 2],
@@ -31,7 +32,7 @@ async fn smoke_population_converges_and_churn_is_published() {
         churn_duration: Duration::from_secs(2),
         limit: Duration::from_secs(120),
     };
-    let runs = run(&config, &client, &redis_url).await.expect("load test");
+    let runs = run(&config, &client, &redis).await.expect("load test");
 
     assert_eq!(runs.len(), 2);
     for r in &runs {

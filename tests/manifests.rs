@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams};
 use kube::runtime::wait::conditions;
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_catalog::{Published, ServerId, keys};
-use mcp_operator_chaos::{Group, Timing, logs_dir, poll};
+use mcp_operator_chaos::{Group, Redis, Timing, logs_dir, poll};
 use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::Value;
@@ -251,7 +251,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
         shards: 16,
         lease_namespace: SYSTEM.into(),
-        redis_url: testenv_var("MCP_REDIS_URL"),
+        redis: Redis::Single(testenv_var("MCP_REDIS_URL")),
         timing: Timing {
             lease_duration: Duration::from_secs(5),
             renew_interval: Duration::from_secs(1),

@@ -10,8 +10,10 @@ use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mcp_operator_catalog::{Invalidation, Published, ServerId, keys};
+use mcp_operator_store::Store;
 use serde_json::json;
 
+use crate::Redis;
 use crate::converge::{Observer, tool_description};
 use crate::kinds::Kind;
 use crate::population::{Population, SERVER_LABEL};
@@ -45,7 +47,7 @@ const DRAIN: Duration = Duration::from_secs(15);
 /// namespace, when there is one.
 pub async fn run(
     observer: &mut Observer,
-    redis_url: &str,
+    redis: &Redis,
     population: &Population,
     rate: u32,
     duration: Duration,
@@ -70,57 +72,22 @@ pub async fn run(
         .collect();
 
     let pending: PendingByServer = Arc::default();
-    let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
-    pubsub.psubscribe("mcp:*:invalidate").await?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let listener = {
-        let pending = pending.clone();
-        let mut redis = observer.redis.clone();
-        tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Ok(payload) = message.get_payload::<String>() else {
-                    continue;
-                };
-                let Ok(invalidation) = serde_json::from_str::<Invalidation>(&payload) else {
-                    continue;
-                };
-                let seen = Instant::now();
-                let waiting = pending
-                    .lock()
-                    .map(|p| p.contains_key(&invalidation.server))
-                    .unwrap_or(false);
-                if !waiting {
-                    continue;
-                }
-                let published: Option<String> = redis::cmd("GET")
-                    .arg(keys::catalog(&invalidation.server))
-                    .query_async(&mut redis)
-                    .await
-                    .ok()
-                    .flatten();
-                let Some(published) =
-                    published.and_then(|p| serde_json::from_str::<Published>(&p).ok())
-                else {
-                    continue;
-                };
-                let Ok(mut pending) = pending.lock() else {
-                    return;
-                };
-                if let Some(list) = pending.get_mut(&invalidation.server) {
-                    list.retain(|change| {
-                        let shown = tool_description(&published, &change.tool)
-                            .and_then(revision_of)
-                            .is_some_and(|r| r >= change.revision);
-                        if shown {
-                            let _ = done_tx.send(seen - change.at);
-                        }
-                        !shown
-                    });
-                }
-            }
-        })
-    };
+    // Every node: in a cluster a publish reaches all of them, and one may
+    // be the node a fault kills.
+    let mut listeners = Vec::new();
+    for url in redis.urls() {
+        let mut pubsub = redis::Client::open(url.as_str())?
+            .get_async_pubsub()
+            .await?;
+        pubsub.psubscribe("mcp:*:invalidate").await?;
+        listeners.push(tokio::spawn(listen(
+            pubsub,
+            observer.redis.clone(),
+            pending.clone(),
+            done_tx.clone(),
+        )));
+    }
 
     let patch = PatchParams::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
@@ -185,7 +152,9 @@ pub async fn run(
     while Instant::now() < deadline && outstanding(&pending) > 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    listener.abort();
+    for listener in listeners {
+        listener.abort();
+    }
     let mut published = Vec::new();
     while let Ok(latency) = done_rx.try_recv() {
         published.push(latency);
@@ -209,6 +178,61 @@ fn forget(pending: &PendingByServer, namespace: &str, server: &str, revision: us
         && let Some(list) = pending.get_mut(&id)
     {
         list.retain(|change| change.revision != revision);
+    }
+}
+
+/// Matches invalidations from one node's subscription against the
+/// pending changes, and reports each change's latency once its catalog
+/// shows it.
+async fn listen(
+    mut pubsub: redis::aio::PubSub,
+    store: Store,
+    pending: PendingByServer,
+    done: tokio::sync::mpsc::UnboundedSender<Duration>,
+) {
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        let Ok(payload) = message.get_payload::<String>() else {
+            continue;
+        };
+        let Ok(invalidation) = serde_json::from_str::<Invalidation>(&payload) else {
+            continue;
+        };
+        let seen = Instant::now();
+        let waiting = pending
+            .lock()
+            .map(|p| p.contains_key(&invalidation.server))
+            .unwrap_or(false);
+        if !waiting {
+            continue;
+        }
+        let Ok(mut connection) = store.get().await else {
+            continue;
+        };
+        let published: Option<String> = redis::cmd("GET")
+            .arg(keys::catalog(&invalidation.server))
+            .query_async(&mut connection)
+            .await
+            .ok()
+            .flatten();
+        let Some(published) = published.and_then(|p| serde_json::from_str::<Published>(&p).ok())
+        else {
+            continue;
+        };
+        let Ok(mut pending) = pending.lock() else {
+            return;
+        };
+        if let Some(list) = pending.get_mut(&invalidation.server) {
+            list.retain(|change| {
+                let shown = tool_description(&published, &change.tool)
+                    .and_then(revision_of)
+                    .is_some_and(|r| r >= change.revision);
+                if shown {
+                    let _ = done.send(seen - change.at);
+                }
+                !shown
+            });
+        }
     }
 }
 

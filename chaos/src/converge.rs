@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{Published, ServerId, keys};
+use mcp_operator_store::Store;
 
+use crate::Redis;
 use crate::kinds::Kind;
 use crate::population::{Population, RUN_LABEL, SERVER_LABEL};
 
@@ -28,7 +30,7 @@ const PAGE: u32 = 500;
 /// can be told apart from the operator's.
 pub struct Observer {
     pub client: Client,
-    pub redis: redis::aio::MultiplexedConnection,
+    pub redis: Store,
     pub requests: u64,
 }
 
@@ -54,6 +56,14 @@ impl Progress {
 }
 
 impl Observer {
+    pub fn new(client: Client, redis: &Redis) -> anyhow::Result<Self> {
+        Ok(Self {
+            client,
+            redis: redis.store()?,
+            requests: 0,
+        })
+    }
+
     /// Every object of `kind` in the run.
     pub async fn list(&mut self, kind: Kind, run: &str) -> anyhow::Result<Vec<DynamicObject>> {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource());
@@ -125,10 +135,11 @@ impl Observer {
             }
         }
         if progress.converged == progress.objects {
+            let mut redis = self.redis.get().await?;
             for (server, expected) in &expected {
                 let published: Option<String> = redis::cmd("GET")
                     .arg(keys::catalog(server))
-                    .query_async(&mut self.redis)
+                    .query_async(&mut redis)
                     .await?;
                 let published: Option<Published> =
                     published.map(|p| serde_json::from_str(&p)).transpose()?;

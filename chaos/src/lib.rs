@@ -14,6 +14,7 @@ pub mod report;
 pub mod scenario;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_controller::shard_of;
+use mcp_operator_store::{RedisArgs, Store};
 
 /// Timings of a replica group.
 #[derive(Clone, Debug)]
@@ -41,12 +43,77 @@ pub struct Group {
     pub binary: PathBuf,
     pub shards: u32,
     pub lease_namespace: String,
-    pub redis_url: String,
+    pub redis: Redis,
     pub timing: Timing,
     /// The kubeconfig replicas use; the environment's KUBECONFIG when
     /// `None`. A ServiceAccount's kubeconfig shows its RBAC is enough.
     pub kubeconfig: Option<PathBuf>,
     pub logs: PathBuf,
+}
+
+/// The Redis a group of replicas (and whoever checks on them) uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redis {
+    Single(String),
+    /// Seed URLs of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+impl Redis {
+    /// The testenv's single node (`MCP_REDIS_URL`) or cluster
+    /// (`MCP_REDIS_CLUSTER_URLS`).
+    pub fn from_testenv(cluster: bool) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| format!("{name}: run inside the testenv"))
+        };
+        Ok(if cluster {
+            Redis::Cluster(
+                var("MCP_REDIS_CLUSTER_URLS")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            Redis::Single(var("MCP_REDIS_URL")?)
+        })
+    }
+
+    /// The operator's command-line flags for this Redis.
+    pub fn flags(&self) -> [String; 2] {
+        match self {
+            Redis::Single(url) => ["--redis-url".into(), url.clone()],
+            Redis::Cluster(urls) => ["--redis-cluster-urls".into(), urls.join(",")],
+        }
+    }
+
+    /// Every node URL given (one for a single node).
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Redis::Single(url) => vec![url.clone()],
+            Redis::Cluster(urls) => urls.clone(),
+        }
+    }
+
+    /// A connection pool for checks, through the operator's own store code
+    /// (so it follows cluster redirects and failovers), without a
+    /// meaningful rate limit.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let (redis_url, redis_cluster_urls) = match self {
+            Redis::Single(url) => (Some(url.clone()), Vec::new()),
+            Redis::Cluster(urls) => (None, urls.clone()),
+        };
+        let unlimited = NonZeroU32::MAX;
+        Ok(Store::new(
+            &RedisArgs {
+                redis_url,
+                redis_cluster_urls,
+                redis_pool_size: 8,
+                redis_qps: unlimited,
+                redis_burst: unlimited,
+            },
+            "mcp_chaos",
+        )?)
+    }
 }
 
 /// One running replica.
@@ -84,11 +151,12 @@ impl Group {
                 name,
             ])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--redis-url", &self.redis_url])
+            .args(self.redis.flags())
             .args(["--lease-duration", &seconds(self.timing.lease_duration)])
             .args(["--renew-interval", &seconds(self.timing.renew_interval)])
             .args(["--retry-period", &seconds(self.timing.retry_period)])
             // The testenv exports both Redis kinds; this group uses one.
+            .env_remove("MCP_REDIS_URL")
             .env_remove("MCP_REDIS_CLUSTER_URLS")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -198,7 +266,7 @@ pub async fn holders(
 
 /// The replica that last wrote `server`'s catalog, from its fence.
 pub async fn writer(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut impl redis::aio::ConnectionLike,
     server: &ServerId,
 ) -> anyhow::Result<Option<String>> {
     let holder: Option<String> = redis::cmd("HGET")

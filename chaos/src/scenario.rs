@@ -27,6 +27,9 @@ pub enum Fault {
     Rolling,
     /// `kill -9` of the apiserver, restarted by the testenv script.
     Apiserver,
+    /// `kill -9` of a Redis Cluster primary (its replica takes over; the
+    /// node comes back as a replica), with the replicas on the cluster.
+    RedisPrimary,
 }
 
 impl Fault {
@@ -35,7 +38,13 @@ impl Fault {
             Fault::Kill => "`kill -9` of a random operator replica",
             Fault::Rolling => "rolling SIGTERM restart of the operator replicas",
             Fault::Apiserver => "`kill -9` and restart of the kube-apiserver",
+            Fault::RedisPrimary => "`kill -9` of a Redis Cluster primary",
         }
+    }
+
+    /// Whether the replicas must use the Redis Cluster for this fault.
+    pub fn needs_cluster(self) -> bool {
+        self == Fault::RedisPrimary
     }
 }
 
@@ -67,39 +76,33 @@ pub struct Outcome {
     pub fenced_rejections: f64,
 }
 
-/// The testenv's control-plane script and state, to restart the apiserver.
+/// The testenv's scripts, which inject the apiserver and Redis faults
+/// (they read the same `TESTENV_*` variables as the environment that
+/// started them).
 #[derive(Clone, Debug)]
 pub struct Testenv {
-    pub script: PathBuf,
-    pub state: PathBuf,
+    pub dir: PathBuf,
 }
 
 impl Testenv {
-    /// The testenv of the repository at `root`, honouring `TESTENV_DIR`.
+    /// The testenv of the repository at `root`.
     pub fn of(root: &Path) -> Self {
-        let state =
-            std::env::var_os("TESTENV_DIR").map_or_else(|| root.join(".testenv"), PathBuf::from);
         Self {
-            script: root.join("tests/testenv/controlplane.sh"),
-            state,
+            dir: root.join("tests/testenv"),
         }
     }
 
-    /// Kills the apiserver (and its embedded etcd) with SIGKILL and starts
-    /// it again on the same state, waiting until it serves.
-    async fn restart_apiserver(&self) -> anyhow::Result<()> {
-        let script = self.script.clone();
-        let restarted = tokio::task::spawn_blocking(move || {
-            Command::new(script)
-                .arg("restart-apiserver")
+    /// Runs `script command` to completion off the async runtime.
+    async fn script(&self, script: &str, command: &'static str) -> anyhow::Result<()> {
+        let path = self.dir.join(script);
+        let status = tokio::task::spawn_blocking(move || {
+            Command::new(path)
+                .arg(command)
                 .stdout(std::process::Stdio::null())
                 .status()
         })
         .await??;
-        anyhow::ensure!(
-            restarted.success(),
-            "controlplane.sh restart-apiserver failed"
-        );
+        anyhow::ensure!(status.success(), "{} {command} failed", script);
         Ok(())
     }
 }
@@ -155,15 +158,9 @@ async fn exercise(
         .wait_converged(population, Instant::now(), plan.limit)
         .await?;
     let client = observer.client.clone();
-    let redis_url = group.redis_url.clone();
+    let redis = group.redis.clone();
     let (churned, faults) = tokio::join!(
-        churn::run(
-            observer,
-            &redis_url,
-            population,
-            plan.churn_rate,
-            plan.duration
-        ),
+        churn::run(observer, &redis, population, plan.churn_rate, plan.duration),
         inject(fault, plan, group, testenv, replicas),
     );
     let (churn, faults) = (churned?, faults?);
@@ -215,7 +212,12 @@ async fn inject(
                 victim.stop(Duration::from_secs(15))?;
                 replicas.push(group.start(&name)?);
             }
-            Fault::Apiserver => testenv.restart_apiserver().await?,
+            Fault::Apiserver => {
+                testenv
+                    .script("controlplane.sh", "restart-apiserver")
+                    .await?
+            }
+            Fault::RedisPrimary => testenv.script("redis.sh", "kill-primary").await?,
         }
         faults += 1;
     }
@@ -234,10 +236,11 @@ async fn stale_writers(
     let started = Instant::now();
     loop {
         let held = holders(client, &group.lease_namespace).await?;
+        let mut redis = observer.redis.get().await?;
         let mut stale = 0;
         for server in &population.servers {
             let holder = held.get(&shard(server, group.shards));
-            if writer(&mut observer.redis, server).await?.as_ref() != holder {
+            if writer(&mut redis, server).await?.as_ref() != holder {
                 stale += 1;
             }
         }

@@ -17,7 +17,7 @@ use mcp_operator_chaos::converge::Observer;
 use mcp_operator_chaos::kinds::Kind;
 use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
-use mcp_operator_chaos::{Group, Replica, Timing, logs_dir, namespace, process};
+use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
 
 /// How long a stopped replica may take to release its Leases and exit.
 const GRACE: Duration = Duration::from_secs(15);
@@ -75,15 +75,8 @@ impl Run {
 
 /// Runs every replica count in turn; each gets a fresh population, deleted
 /// afterwards.
-pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::Result<Vec<Run>> {
-    let redis = redis::Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut observer = Observer {
-        client: client.clone(),
-        redis,
-        requests: 0,
-    };
+pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Result<Vec<Run>> {
+    let mut observer = Observer::new(client.clone(), redis)?;
     let stamp = std::process::id();
     // Leases live outside the populations, which are deleted between runs.
     let leases = namespace(client, "load-leases").await?;
@@ -100,7 +93,7 @@ pub async fn run(config: &Config, client: &Client, redis_url: &str) -> anyhow::R
             kubeconfig: None,
             shards: config.shards,
             lease_namespace: leases.clone(),
-            redis_url: redis_url.to_owned(),
+            redis: redis.clone(),
             timing: Timing {
                 lease_duration: Duration::from_secs(5),
                 renew_interval: Duration::from_secs(1),
@@ -156,7 +149,7 @@ async fn converge_with(
         Some(()) => Some(
             churn::run(
                 observer,
-                &group.redis_url,
+                &group.redis,
                 population,
                 config.churn_rate,
                 config.churn_duration,

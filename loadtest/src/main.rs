@@ -2,8 +2,8 @@
 //! replicas and write the results to docs/benchmarks.md. Needs the testenv
 //! (`make loadtest` provides it).
 
-use anyhow::Context;
 use clap::Parser;
+use mcp_operator_chaos::Redis;
 use mcp_operator_chaos::report::write_section;
 use mcp_operator_loadtest::{Config, markdown, run};
 
@@ -21,9 +21,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let client = kube::Client::try_default().await?;
-    let redis_url =
-        std::env::var("MCP_REDIS_URL").context("MCP_REDIS_URL: run inside the testenv")?;
-    let runs = run(&cli.config, &client, &redis_url).await?;
+    let redis = Redis::from_testenv(false)?;
+    let runs = run(&cli.config, &client, &redis).await?;
     let section = markdown(&cli.config, &runs);
     println!("{section}");
     if let Some(path) = cli.report {

@@ -20,7 +20,7 @@ use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::{
-    Group, Replica, Timing, holders, logs_dir, namespace, poll, shard, writer,
+    Group, Redis, Replica, Timing, holders, logs_dir, namespace, poll, shard, writer,
 };
 use serde_json::json;
 
@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         binary: binary.into(),
         shards: SHARDS,
         lease_namespace: lease_namespace.clone(),
-        redis_url,
+        redis: Redis::Single(redis_url.clone()),
         timing: timing.clone(),
         kubeconfig: None,
         logs: logs_dir(&lease_namespace),

@@ -5,13 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use mcp_operator_chaos::converge::Observer;
 use mcp_operator_chaos::population::Sizes;
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::scenario::{self, Fault, Outcome, Plan, Testenv};
-use mcp_operator_chaos::{Group, Timing, logs_dir};
+use mcp_operator_chaos::{Group, Redis, Timing, logs_dir};
 
 #[derive(Parser)]
 #[command(name = "scenarios", about)]
@@ -19,7 +18,11 @@ struct Cli {
     /// The mcp-operator binary.
     #[arg(long)]
     binary: PathBuf,
-    #[arg(long, value_delimiter = ',', default_value = "kill,rolling,apiserver")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill,rolling,apiserver,redis-primary"
+    )]
     faults: Vec<Fault>,
     /// Runs of each fault.
     #[arg(long, default_value_t = 3)]
@@ -45,23 +48,13 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let client = kube::Client::try_default().await?;
-    let redis_url =
-        std::env::var("MCP_REDIS_URL").context("MCP_REDIS_URL: run inside the testenv")?;
-    let redis = redis::Client::open(redis_url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut observer = Observer {
-        client: client.clone(),
-        redis,
-        requests: 0,
-    };
     let lease_namespace = mcp_operator_chaos::namespace(&client, "chaos-leases").await?;
-    let group = Group {
+    let group = |redis: Redis| Group {
         binary: cli.binary.clone(),
         kubeconfig: None,
         shards: 16,
-        lease_namespace,
-        redis_url,
+        lease_namespace: lease_namespace.clone(),
+        redis,
         timing: Timing {
             lease_duration: Duration::from_secs(5),
             renew_interval: Duration::from_secs(1),
@@ -80,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut rows = Vec::new();
     for &fault in &cli.faults {
+        let redis = Redis::from_testenv(fault.needs_cluster())?;
+        let mut observer = Observer::new(client.clone(), &redis)?;
+        let group = group(redis);
         let mut outcomes = Vec::new();
         for run in 0..cli.runs {
             eprintln!("scenarios: {fault:?}, run {}/{}", run + 1, cli.runs);
