@@ -6,6 +6,11 @@ SHELL := bash
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
 RELEASE = $${CARGO_TARGET_DIR:-target}/release
+# Benchmarks run in an environment of their own, started fresh and stopped
+# afterwards, so what tests left in a running one cannot skew them.
+BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
+	TESTENV_CONTROLLER_MANAGER_PORT=26446 TESTENV_SCHEDULER_PORT=26447 TESTENV_KWOK_PORT=26448 \
+	TESTENV_REDIS_PORT=26379 TESTENV_REDIS_CLUSTER_BASE_PORT=28000
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
@@ -44,10 +49,10 @@ test: lint ## Everything: unit tests, and integration tests against the testenv
 
 chaos: ## Failover benchmark and chaos scenarios; writes docs/benchmarks.md and docs/chaos.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
-	$(TESTENV) run -- bash -c '$(RELEASE)/failover $(RELEASE)/mcp-operator docs/benchmarks.md && \
+	$(BENCH_ENV) $(TESTENV) run -- bash -c '$(RELEASE)/failover $(RELEASE)/mcp-operator docs/benchmarks.md && \
 		$(RELEASE)/scenarios --binary $(RELEASE)/mcp-operator --report docs/chaos.md \
 		--tools 400 --prompts 80 --resources 80 --servers 40 --namespaces 20 $(CHAOS_FLAGS)'
 
 loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; writes docs/benchmarks.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
-	$(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
+	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
