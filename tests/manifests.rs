@@ -252,11 +252,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         shards: 16,
         lease_namespace: SYSTEM.into(),
         redis: Redis::Single(testenv_var("MCP_REDIS_URL")),
-        timing: Timing {
-            lease_duration: Duration::from_secs(5),
-            renew_interval: Duration::from_secs(1),
-            retry_period: Duration::from_millis(500),
-        },
+        timing: Timing::default(),
         kubeconfig: Some(service_account_kubeconfig(&logs)),
         logs: logs.clone(),
     };

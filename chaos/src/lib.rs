@@ -36,6 +36,17 @@ pub struct Timing {
     pub retry_period: Duration,
 }
 
+impl Default for Timing {
+    /// The operator's defaults (`mcp-operator controller --help`).
+    fn default() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(5),
+            renew_interval: Duration::from_secs(1),
+            retry_period: Duration::from_millis(500),
+        }
+    }
+}
+
 /// How to start replicas: the binary, the shard count, where the Leases
 /// live, Redis, who they are to the apiserver, and where logs go.
 #[derive(Clone, Debug)]

@@ -94,11 +94,7 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
             shards: config.shards,
             lease_namespace: leases.clone(),
             redis: redis.clone(),
-            timing: Timing {
-                lease_duration: Duration::from_secs(5),
-                renew_interval: Duration::from_secs(1),
-                retry_period: Duration::from_millis(500),
-            },
+            timing: Timing::default(),
             logs: logs_dir(&name),
         };
         let churn = (index + 1 == config.replicas.len()).then_some(());

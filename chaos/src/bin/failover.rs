@@ -42,11 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .get_multiplexed_async_connection()
         .await?;
     let lease_namespace = namespace(&client, "failover-leases").await?;
-    let timing = Timing {
-        lease_duration: Duration::from_secs(5),
-        renew_interval: Duration::from_secs(1),
-        retry_period: Duration::from_millis(500),
-    };
+    let timing = Timing::default();
     let group = Group {
         binary: binary.into(),
         shards: SHARDS,

@@ -55,11 +55,7 @@ async fn main() -> anyhow::Result<()> {
         shards: 16,
         lease_namespace: lease_namespace.clone(),
         redis,
-        timing: Timing {
-            lease_duration: Duration::from_secs(5),
-            renew_interval: Duration::from_secs(1),
-            retry_period: Duration::from_millis(500),
-        },
+        timing: Timing::default(),
         logs: logs_dir("scenarios"),
     };
     let testenv = Testenv::of(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
