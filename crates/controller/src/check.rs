@@ -28,8 +28,8 @@ pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<A
 
 async fn check_and_record<M: Member>(member: &M, ctx: &Context) -> Result<Action, Error> {
     let namespace = member.namespace().ok_or(Error::Incomplete("namespace"))?;
-    if ctx.shards.token_for(&namespace).is_none() {
-        return Ok(Action::await_change()); // another replica's shard
+    if let Err(wait) = ctx.shards.ownership(&namespace).token() {
+        return Ok(wait);
     }
     let (desired, endpoint) = check(member, &namespace, ctx);
     let generation = member.meta().generation;

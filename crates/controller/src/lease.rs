@@ -20,6 +20,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use tokio::sync::broadcast;
 
@@ -48,6 +49,32 @@ struct Held {
     renewed: Instant,
 }
 
+/// What a reconcile may do with an object, by its shard.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ownership {
+    /// This replica holds the shard: write with this token.
+    Held(FencingToken),
+    /// This replica holds the shard but has not renewed it within the lease
+    /// duration (a slow apiserver, a starved process): it must not write,
+    /// and must look again after this long, because no shard-gained event
+    /// will come if the renewal then succeeds.
+    Unconfirmed(Duration),
+    /// Another replica's shard (or nobody's yet): its holder reconciles it.
+    NotHeld,
+}
+
+impl Ownership {
+    /// The token to write with, or what a reconcile that may not write
+    /// returns instead.
+    pub fn token(self) -> Result<FencingToken, Action> {
+        match self {
+            Ownership::Held(token) => Ok(token),
+            Ownership::Unconfirmed(retry) => Err(Action::requeue(retry)),
+            Ownership::NotHeld => Err(Action::await_change()),
+        }
+    }
+}
+
 /// The shards this replica holds, read by every reconcile.
 pub struct Shards {
     config: ElectionConfig,
@@ -64,15 +91,20 @@ impl Shards {
         }
     }
 
-    /// The token to write with for objects in `namespace`, if this replica
-    /// holds their shard and renewed it within the lease duration (a
-    /// process paused past its lease stops writing even before it learns
-    /// that it lost the shard).
-    pub fn token_for(&self, namespace: &str) -> Option<FencingToken> {
+    /// Whether this replica may reconcile objects in `namespace`, and the
+    /// token to write with.
+    pub fn ownership(&self, namespace: &str) -> Ownership {
         let shard = shard_of(namespace, self.config.shards);
         let held = self.held.read().unwrap_or_else(|e| e.into_inner());
-        let entry = held.get(&shard)?;
-        (entry.renewed.elapsed() < self.config.lease_duration).then(|| FencingToken {
+        let Some(entry) = held.get(&shard) else {
+            return Ownership::NotHeld;
+        };
+        // A process paused past its lease stops writing even before it
+        // learns that it lost the shard.
+        if entry.renewed.elapsed() >= self.config.lease_duration {
+            return Ownership::Unconfirmed(self.config.retry_period);
+        }
+        Ownership::Held(FencingToken {
             shards: self.config.shards,
             shard,
             token: entry.token,
@@ -456,5 +488,53 @@ impl Election<'_> {
             .api
             .delete(&self.replica_lease_name(), &DeleteParams::default())
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shards() -> Shards {
+        Shards::new(ElectionConfig {
+            shards: 4,
+            namespace: "leases".into(),
+            identity: "replica-1".into(),
+            lease_duration: Duration::from_secs(5),
+            renew_interval: Duration::from_secs(1),
+            retry_period: Duration::from_millis(500),
+        })
+    }
+
+    #[test]
+    fn an_unrenewed_shard_is_retried_not_dropped() {
+        let shards = shards();
+        let shard = shard_of("team-a", 4);
+        assert_eq!(shards.ownership("team-a").token(), Err(Action::await_change()));
+
+        shards.write().insert(
+            shard,
+            Held {
+                token: 7,
+                renewed: Instant::now(),
+            },
+        );
+        let token = shards.ownership("team-a").token().expect("held");
+        assert_eq!((token.shard, token.token), (shard, 7));
+
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(6))
+            .expect("the clock is past six seconds");
+        shards.write().insert(
+            shard,
+            Held {
+                token: 7,
+                renewed: long_ago,
+            },
+        );
+        assert_eq!(
+            shards.ownership("team-a").token(),
+            Err(Action::requeue(Duration::from_millis(500)))
+        );
     }
 }

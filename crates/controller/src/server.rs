@@ -44,8 +44,9 @@ pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Acti
 
 async fn reconcile_with_finalizer(server: Arc<MCPServer>, ctx: &Context) -> Result<Action, Error> {
     let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
-    let Some(token) = ctx.shards.token_for(&namespace) else {
-        return Ok(Action::await_change()); // another replica's shard
+    let token = match ctx.shards.ownership(&namespace).token() {
+        Ok(token) => token,
+        Err(wait) => return Ok(wait),
     };
     let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &namespace);
     let token = &token;

@@ -40,6 +40,22 @@ pub struct Watched<K: kube::Resource<DynamicType = ()> + 'static> {
     pub filled: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Passes one object to every subscriber that wants it.
+async fn fan_out<K: Clone>(
+    senders: &[(Deletions, mpsc::Sender<Result<K, watcher::Error>>)],
+    object: K,
+    deleted: bool,
+) {
+    for (deletions, tx) in senders {
+        if deleted && *deletions == Deletions::Skip {
+            continue;
+        }
+        // A closed channel means that controller has stopped; the others
+        // still get their events.
+        let _ = tx.send(Ok(object.clone())).await;
+    }
+}
+
 /// Starts the watch on the current runtime.
 pub fn shared<K>(api: Api<K>, subscribers: &[Deletions]) -> Watched<K>
 where
@@ -59,30 +75,37 @@ where
             .default_backoff()
             .reflect(writer);
         let mut events = std::pin::pin!(events);
+        // During a (re)list the reflector swaps its store only at
+        // InitDone: an object passed on earlier would be reconciled from
+        // the old store, and a generation filter would then drop the
+        // event that could fix that. So a list's objects are held back
+        // until the store has them.
+        let mut listed = Vec::new();
         while let Some(event) = events.next().await {
             let (object, deleted) = match event {
-                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                    (object, false)
-                }
+                Ok(watcher::Event::Apply(object)) => (object, false),
                 Ok(watcher::Event::Delete(object)) => (object, true),
+                Ok(watcher::Event::Init) => {
+                    listed.clear();
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(object)) => {
+                    listed.push(object);
+                    continue;
+                }
                 Ok(watcher::Event::InitDone) => {
+                    for object in listed.drain(..) {
+                        fan_out(&senders, object, false).await;
+                    }
                     filled_tx.send_replace(true);
                     continue;
                 }
-                Ok(watcher::Event::Init) => continue,
                 Err(error) => {
                     tracing::warn!(%error, kind = %K::kind(&()), "watch failed; retrying with backoff");
                     continue;
                 }
             };
-            for (deletions, tx) in &senders {
-                if deleted && *deletions == Deletions::Skip {
-                    continue;
-                }
-                // A closed channel means that controller has stopped;
-                // the others still get their events.
-                let _ = tx.send(Ok(object.clone())).await;
-            }
+            fan_out(&senders, object, deleted).await;
         }
     };
     tokio::spawn(driver);
