@@ -92,6 +92,7 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         router_image: "mcp-operator:test".into(),
                         router_redis_url: None,
                         concurrency: 8,
+                        server_debounce: Duration::from_millis(200),
                         sharding: sharding(support::namespace(&client, "leases").await),
                     };
                     mcp_operator_controller::run(args, metrics).await

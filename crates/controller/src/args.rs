@@ -28,6 +28,15 @@ pub struct ControllerArgs {
     #[arg(long, env = "MCP_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
+    /// How long a server's reconcile waits for more changes of its members
+    /// before it runs: a burst of member changes (a deploy of many tools,
+    /// a cold start) becomes one catalog publish instead of one each. It
+    /// adds this much to the time a change takes to reach the routers, and
+    /// a server whose members change more often than this, without a
+    /// pause, waits until they pause.
+    #[arg(long, env = "MCP_SERVER_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub server_debounce: Duration,
+
     #[command(flatten)]
     pub sharding: ShardingArgs,
 }

@@ -44,7 +44,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::utils::PredicateConfig;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client};
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
@@ -162,32 +163,44 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .watches_stream(prompt_servers, servers_of::<MCPPrompt>(&ctx))
         .watches_stream(resource_servers, servers_of::<MCPResource>(&ctx))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
-        .with_config(config.clone())
+        .with_config(config.clone().debounce(args.server_debounce))
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
-    let tools = Controller::for_stream(tool_events, tools)
-        .watches_stream(
-            tool_services,
-            backed_by::<MCPTool>(&ctx, |c| c.tools.state()),
-        )
-        .reconcile_on(on_shard_gained(&ctx, |c| c.tools.state()))
-        .with_config(config.clone())
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(check::reconcile::<MCPTool>, error_policy, ctx.clone());
-    let prompts = Controller::for_stream(prompt_events, prompts)
-        .reconcile_on(on_shard_gained(&ctx, |c| c.prompts.state()))
-        .with_config(config.clone())
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(check::reconcile::<MCPPrompt>, error_policy, ctx.clone());
-    let resources = Controller::for_stream(resource_events, resources)
-        .watches_stream(
-            resource_services,
-            backed_by::<MCPResource>(&ctx, |c| c.resources.state()),
-        )
-        .reconcile_on(on_shard_gained(&ctx, |c| c.resources.state()))
-        .with_config(config)
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(check::reconcile::<MCPResource>, error_policy, ctx.clone());
+    // Members are reconciled when their spec changes, not again after
+    // their own status write; what else they depend on (their Service, a
+    // gained shard) triggers them separately.
+    let tools = Controller::for_stream(
+        tool_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        tools,
+    )
+    .watches_stream(
+        tool_services,
+        backed_by::<MCPTool>(&ctx, |c| c.tools.state()),
+    )
+    .reconcile_on(on_shard_gained(&ctx, |c| c.tools.state()))
+    .with_config(config.clone())
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(check::reconcile::<MCPTool>, error_policy, ctx.clone());
+    let prompts = Controller::for_stream(
+        prompt_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        prompts,
+    )
+    .reconcile_on(on_shard_gained(&ctx, |c| c.prompts.state()))
+    .with_config(config.clone())
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(check::reconcile::<MCPPrompt>, error_policy, ctx.clone());
+    let resources = Controller::for_stream(
+        resource_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        resources,
+    )
+    .watches_stream(
+        resource_services,
+        backed_by::<MCPResource>(&ctx, |c| c.resources.state()),
+    )
+    .reconcile_on(on_shard_gained(&ctx, |c| c.resources.state()))
+    .with_config(config)
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(check::reconcile::<MCPResource>, error_policy, ctx.clone());
 
     tracing::info!("controllers started");
     let controllers = async {
