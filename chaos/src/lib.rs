@@ -221,14 +221,14 @@ impl Replica {
 impl Replica {
     /// Stops the replica as Kubernetes would: SIGTERM, so it releases its
     /// Leases, then SIGKILL if it has not exited within `grace`.
-    pub fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
         self.signal("TERM")?;
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
     }

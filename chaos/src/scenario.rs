@@ -135,13 +135,13 @@ pub async fn run(
     )
     .await;
     for replica in replicas {
-        replica.stop(Duration::from_secs(15))?;
+        replica.stop(Duration::from_secs(15)).await?;
     }
     // Servers carry a finalizer: an operator must run while they go.
     let cleaner = group.start(&format!("{name}-cleanup"))?;
     population::delete(&observer.client, &population).await?;
     population::wait_deleted(&observer.client, &population, plan.limit).await?;
-    cleaner.stop(Duration::from_secs(15))?;
+    cleaner.stop(Duration::from_secs(15)).await?;
     outcome.with_context(|| format!("scenario {fault:?}; logs in {}", group.logs.display()))
 }
 
@@ -209,7 +209,7 @@ async fn inject(
             Fault::Rolling => {
                 let victim = replicas.remove(0);
                 let name = format!("{}-t{stamp}", victim.name);
-                victim.stop(Duration::from_secs(15))?;
+                victim.stop(Duration::from_secs(15)).await?;
                 replicas.push(group.start(&name)?);
             }
             Fault::Apiserver => {

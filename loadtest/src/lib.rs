@@ -104,7 +104,7 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
         let cleaner = group.start("cleanup")?;
         population::delete(client, &population).await?;
         population::wait_deleted(client, &population, config.limit).await?;
-        cleaner.stop(GRACE)?;
+        cleaner.stop(GRACE).await?;
         let measured = measured?;
         eprintln!(
             "loadtest: {replicas} replica(s): converged {} objects in {:.1} s",
@@ -163,7 +163,7 @@ async fn converge_with(
         cpu_seconds.push(process::cpu_seconds(replica.child.id())?);
     }
     for replica in group_replicas {
-        replica.stop(GRACE)?;
+        replica.stop(GRACE).await?;
     }
     let ceiling =
         ceiling::status_writes(observer, &population.run, config.ceiling_concurrency).await?;
