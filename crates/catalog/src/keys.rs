@@ -29,6 +29,12 @@ pub fn channel(server: &ServerId) -> String {
     format!("mcp:{{{server}}}:invalidate")
 }
 
+/// One MCP session of the server's routers (JSON of rmcp's session state,
+/// with a TTL), so any router replica can serve any session.
+pub fn session(server: &ServerId, session_id: &str) -> String {
+    format!("mcp:{{{server}}}:session:{session_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +57,7 @@ mod tests {
             version(&server),
             fence(&server),
             channel(&server),
+            session(&server, "a-session"),
         ];
         assert!(
             keys.iter().all(|k| hash_tag(k) == "team-a/weather"),

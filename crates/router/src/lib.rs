@@ -1,0 +1,108 @@
+//! `mcp-operator router`: serves one MCPServer's catalog over MCP
+//! Streamable HTTP. The catalog comes from Redis, as the controller
+//! publishes it (crates/catalog); tool calls and resource reads are
+//! forwarded to their HTTP backends. See docs/router.md.
+
+pub mod args;
+mod auth;
+mod catalog;
+mod forward;
+mod guard;
+mod http;
+mod mcp;
+mod metrics;
+mod page;
+mod render;
+mod secrets;
+mod session;
+mod sync;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use mcp_operator_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use args::RouterArgs;
+
+/// Runs the router until SIGTERM or Ctrl-C.
+pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Result<()> {
+    // Backends may be https; one process-wide TLS provider, ring as kube's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = Store::new(&args.redis, "mcp_router").context("configuring Redis")?;
+    let state = catalog::CatalogState::default();
+    let shutdown = CancellationToken::new();
+
+    let keeper = sync::Keeper {
+        server: args.server.clone(),
+        store: store.clone(),
+        redis: args.redis.clone(),
+        state: state.clone(),
+        interval: args.sync.resync_interval,
+    };
+    let keeping = tokio::spawn(keeper.run(shutdown.clone()));
+
+    let auth = auth::Auth::from_args(&args.auth).await?;
+    let forwarder = forward::Forwarder::new(
+        secrets::Secrets::new(args.secrets_dir.clone()),
+        args.limits.max_response_bytes,
+    )
+    .context("building the backend HTTP client")?;
+    let shared = Arc::new(mcp::Shared {
+        state,
+        forwarder,
+        page_size: args.limits.page_size,
+        request_timeout: args.limits.request_timeout,
+    });
+    let app = http::app(http::Parts {
+        shared,
+        sessions: session::RedisSessions {
+            store,
+            server: args.server.clone(),
+            ttl: args.http.session_ttl,
+        },
+        guard: guard::Guard::new(&args.http.allowed_hosts, &args.http.allowed_origins),
+        auth,
+        limits: args.limits.clone(),
+        metrics: prometheus,
+        shutdown: shutdown.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, server = %args.server, "router listening");
+    let stopping = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            terminated().await;
+            tracing::info!("stopping");
+            stopping.cancel();
+        })
+        .await
+        .context("serving HTTP")?;
+    shutdown.cancel();
+    keeping.await.context("the catalog keeper")?;
+    Ok(())
+}
+
+async fn terminated() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
