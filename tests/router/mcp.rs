@@ -7,6 +7,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+/// An HTTP client. reqwest is built without a bundled TLS provider (the
+/// router installs ring, as kube does); the tests install the same.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// One MCP session with a router.
 pub struct Client {
     pub http: reqwest::Client,
@@ -70,7 +77,7 @@ impl Events {
 impl Client {
     pub fn new(base: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http(),
             url: format!("{base}/mcp"),
             session: None,
             protocol: "2025-11-25".into(),

@@ -25,7 +25,6 @@ use mcp_operator_catalog::{
     Catalog, Endpoint, Header, HeaderValue, Invalidation, Prompt, Published, Resource,
     ResourceContent, ServerId, ServerInfo, Source, Tool, keys,
 };
-use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 pub use crate::support::redis::Redis;
@@ -114,7 +113,7 @@ pub async fn backend() -> SocketAddr {
             post(move || {
                 let flaky = flaky.clone();
                 async move {
-                    if flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    if flaky.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                         (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
                     } else {
                         Json(json!({"attempts": "second"})).into_response()
@@ -315,35 +314,33 @@ pub fn catalog(server: &ServerId, backend: SocketAddr) -> Catalog {
 
 /// Writes the catalog and its version, then publishes the invalidation, as
 /// the controller's publish script does.
-pub async fn publish(connection: &mut mcp_operator_store::Connection, catalog: &Catalog) {
+pub async fn publish(connection: &mut impl redis::aio::ConnectionLike, catalog: &Catalog) {
     let version = catalog.version();
     let published = Published {
         version: version.clone(),
         catalog: catalog.clone(),
     };
     let server = &catalog.server;
-    let () = connection
+    let invalidation = Invalidation {
+        server: server.clone(),
+        version: Some(version.clone()),
+    };
+    let () = redis::pipe()
         .set(
             keys::catalog(server),
             serde_json::to_string(&published).expect("JSON"),
         )
-        .await
-        .expect("SET catalog");
-    let () = connection
-        .set(keys::version(server), version.0.clone())
-        .await
-        .expect("SET version");
-    let invalidation = Invalidation {
-        server: server.clone(),
-        version: Some(version),
-    };
-    let _: i64 = connection
+        .ignore()
+        .set(keys::version(server), version.0)
+        .ignore()
         .publish(
             keys::channel(server),
             serde_json::to_string(&invalidation).expect("JSON"),
         )
+        .ignore()
+        .query_async(connection)
         .await
-        .expect("PUBLISH");
+        .expect("SET catalog, SET version, PUBLISH");
 }
 
 /// A unique server id for one case.
@@ -392,7 +389,7 @@ impl RouterProcess {
             .env("MCP_LISTEN", format!("127.0.0.1:{port}"))
             .env("MCP_SECRETS_DIR", secrets_dir())
             .env("MCP_MAX_RESPONSE_BYTES", (1 << 20).to_string())
-            .env("MCP_RESYNC_INTERVAL", "1s")
+            .env("MCP_RESYNC_INTERVAL", "30s")
             .env("RUST_LOG", "info")
             .env_remove(redis.2)
             .env(redis.0, redis.1)
@@ -411,7 +408,7 @@ impl RouterProcess {
     }
 
     pub async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
+        let http = mcp::http();
         let url = format!("{}/readyz", self.base);
         tokio::time::timeout(WAIT, async {
             loop {
@@ -437,7 +434,9 @@ impl RouterProcess {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
+        mcp::http()
+            .get(format!("{}/metrics", self.base))
+            .send()
             .await
             .expect("GET /metrics")
             .text()
@@ -705,9 +704,14 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
         "{tools}"
     );
 
+    // Delivered by pub/sub: the periodic check runs only every 30s here.
     let metrics = router.metrics().await;
     assert!(
         metrics.contains("mcp_router_invalidations_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_router_resyncs_total{reason=\"invalidation\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("mcp_router_open_sessions"), "{metrics}");
@@ -718,7 +722,7 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
 pub async fn sessions_move_between_replicas(redis_kind: Redis) {
     let (first, catalog) = fixture(redis_kind, "sessions").await;
     let second = RouterProcess::start(&catalog.server, redis_kind.env(), &[]).await;
-    let mut client = first.client().await;
+    let client = first.client().await;
     let session = client.session.clone().expect("a session id");
 
     let mut moved = Client::new(&second.base);
@@ -761,7 +765,7 @@ pub async fn guard_and_auth(redis_kind: Redis) {
         RouterProcess::start(&server, redis_kind.env(), &[("MCP_AUTH_TOKEN", "letmein")]).await;
     let mut client = Client::new(&router.base);
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
 
     let refused = client.post(&initialize).send().await.expect("POST");
     assert_eq!(refused.status().as_u16(), 401);
@@ -806,6 +810,7 @@ pub async fn guard_and_auth(redis_kind: Redis) {
         in_cluster.status()
     );
 
+    let _ = mcp::http();
     client.http = reqwest::Client::builder()
         .default_headers(
             [(
@@ -821,10 +826,148 @@ pub async fn guard_and_auth(redis_kind: Redis) {
     assert_eq!(info["protocolVersion"], "2025-11-25");
     client.result("tools/list", json!({})).await;
     // The probes and metrics stay open.
-    let ready = reqwest::get(format!("{}/readyz", router.base))
+    let ready = mcp::http()
+        .get(format!("{}/readyz", router.base))
+        .send()
         .await
         .expect("GET /readyz");
     assert!(ready.status().is_success());
+}
+
+/// A redis-server of the test's own, on a free port, so that it can be
+/// stopped and restarted without disturbing other tests.
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (the testenv installs it)");
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("a Redis URL");
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(connection) = client.get_multiplexed_async_connection().await {
+                    return connection;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the test's redis-server accepts connections")
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or [`WAIT`] passes.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Redis goes away while the router serves: the last catalog stays served
+/// and is reported stale; when Redis is back the router resubscribes and
+/// loads what was published meanwhile.
+pub async fn redis_restart_keeps_serving_then_resyncs() {
+    let port = closed_port();
+    let redis_server = OwnRedis::start(port);
+    let backend = backend().await;
+    let server = server_id("restart");
+    let mut catalog = catalog(&server, backend);
+    publish(&mut redis_server.connection().await, &catalog).await;
+    let router = RouterProcess::start(
+        &server,
+        (
+            "MCP_REDIS_URL",
+            redis_server.url(),
+            "MCP_REDIS_CLUSTER_URLS",
+        ),
+        &[],
+    )
+    .await;
+    let mut client = router.client().await;
+    let count = catalog.tools.len();
+
+    drop(redis_server);
+    eventually("the catalog reported stale", async || {
+        router
+            .metrics()
+            .await
+            .contains("mcp_router_catalog_stale 1")
+    })
+    .await;
+    let tools = client.result("tools/list", json!({})).await;
+    assert_eq!(
+        tools["tools"].as_array().map(Vec::len),
+        Some(count),
+        "still served: {tools}"
+    );
+    let echo = client
+        .call("echo", json!({"message": "during the outage"}))
+        .await;
+    assert_eq!(echo["isError"], false, "{echo}");
+    let ready = mcp::http()
+        .get(format!("{}/readyz", router.base))
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert!(
+        ready.status().is_success(),
+        "stays ready on the last good catalog"
+    );
+
+    // Back, empty (no persistence), and a new version is published.
+    let redis_server = OwnRedis::start(port);
+    let url = catalog.tools[0].endpoint.url.clone();
+    catalog
+        .tools
+        .push(tool("added", url, HttpMethod::Post, object()));
+    catalog.normalize();
+    publish(&mut redis_server.connection().await, &catalog).await;
+    eventually("the new version served", async || {
+        let tools = client.result("tools/list", json!({})).await;
+        tools["tools"].as_array().map(Vec::len) == Some(count + 1)
+    })
+    .await;
+    let metrics = router.metrics().await;
+    assert!(metrics.contains("mcp_router_catalog_stale 0"), "{metrics}");
+    assert!(
+        metrics.contains("mcp_router_resyncs_total{reason=\"reconnect\"}"),
+        "{metrics}"
+    );
 }
 
 #[macro_export]

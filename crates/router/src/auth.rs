@@ -85,7 +85,7 @@ impl Auth {
             keys: RwLock::new(JwkSet { keys: vec![] }),
             issuer: args.jwt_issuer.clone(),
             audience: args.jwt_audience.clone(),
-            http: reqwest::Client::builder()
+            http: crate::forward::client_builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,
         };

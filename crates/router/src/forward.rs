@@ -35,9 +35,16 @@ struct Failure {
     retryable: bool,
 }
 
+/// A reqwest client builder with the process's TLS provider installed
+/// (ring, as kube uses; reqwest is built without one of its own).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 impl Forwarder {
     pub fn new(secrets: Secrets, max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)

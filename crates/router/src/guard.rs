@@ -72,7 +72,7 @@ impl Guard {
                 .split_once("://")
                 .is_some_and(|(_, authority)| self.host_allowed(authority));
         }
-        self.origins.iter().any(|allowed| *allowed == origin)
+        self.origins.contains(&origin)
     }
 }
 

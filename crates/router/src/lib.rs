@@ -12,6 +12,8 @@ mod http;
 mod mcp;
 mod metrics;
 mod page;
+#[cfg(test)]
+mod props;
 mod render;
 mod secrets;
 mod session;
@@ -28,8 +30,6 @@ pub use args::RouterArgs;
 
 /// Runs the router until SIGTERM or Ctrl-C.
 pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Result<()> {
-    // Backends may be https; one process-wide TLS provider, ring as kube's.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::new(&args.redis, "mcp_router").context("configuring Redis")?;
     let state = catalog::CatalogState::default();
     let shutdown = CancellationToken::new();

@@ -2,6 +2,10 @@
 //! each session's state (the client's initialize parameters) in this store,
 //! and a replica that receives a request for a session it does not know
 //! restores it from here. Every read renews the TTL; DELETE removes it.
+//!
+//! While Redis is unreachable a session unknown to this replica is treated
+//! as unknown (404), so the client starts a new one here instead of failing
+//! with 500; sessions this replica holds go on unaffected.
 
 use std::time::Duration;
 
@@ -22,11 +26,9 @@ impl RedisSessions {
     fn ttl_seconds(&self) -> u64 {
         self.ttl.as_secs().max(1)
     }
-}
 
-#[async_trait::async_trait]
-impl SessionStore for RedisSessions {
-    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+    /// The session's state, renewing its TTL.
+    async fn read(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
         let mut connection = self.store.get().await?;
         let json: Option<String> = redis::cmd("GETEX")
             .arg(keys::session(&self.server, session_id))
@@ -35,6 +37,19 @@ impl SessionStore for RedisSessions {
             .query_async(&mut connection)
             .await?;
         Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RedisSessions {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        match self.read(session_id).await {
+            Ok(state) => Ok(state),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the session from Redis; treating it as unknown");
+                Ok(None)
+            }
+        }
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
