@@ -5,6 +5,8 @@
 //! terminate them, and read which replica holds which shard from the Leases
 //! and which replica last wrote each server from its Redis fence.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

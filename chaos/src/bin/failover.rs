@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::ServerId;
+use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::{Group, Replica, Timing, holders, logs_dir, poll, shard, writer};
 use serde_json::json;
 
@@ -121,8 +122,7 @@ async fn main() -> anyhow::Result<()> {
         today(),
     );
     for (signal, times) in &results {
-        let p =
-            |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+        let p = |q: f64| quantile(times, q);
         let target = if *signal == "KILL" {
             "lease + 1 s = 6 s"
         } else {
@@ -146,36 +146,12 @@ async fn main() -> anyhow::Result<()> {
     ));
     println!("{section}");
     if let Some(path) = report {
-        write_section(&path, &section)?;
+        write_section(&path, "failover", &section)?;
     }
     anyhow::ensure!(
         violations == 0,
         "{violations} rounds ended with a server not written by its shard's holder"
     );
-    Ok(())
-}
-
-fn today() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%d")
-        .to_string()
-}
-
-/// Replaces the section between the failover markers of the report.
-fn write_section(path: &str, section: &str) -> anyhow::Result<()> {
-    const START: &str = "<!-- failover:start -->";
-    const END: &str = "<!-- failover:end -->";
-    let current = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-    let block = format!("{START}\n{section}{END}");
-    let updated = match (current.find(START), current.find(END)) {
-        (Some(start), Some(end)) if end > start => format!(
-            "{}{block}{}",
-            &current[..start],
-            &current[end + END.len()..]
-        ),
-        _ => format!("{}\n{block}\n", current.trim_end()),
-    };
-    std::fs::write(path, updated)?;
     Ok(())
 }
 

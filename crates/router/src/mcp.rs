@@ -110,7 +110,12 @@ fn no_tool_error<T>(_: &T) -> bool {
 }
 
 /// rmcp's result types are non-exhaustive: they are built from their JSON.
-fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ErrorData> {
+/// Every result the router builds is complete; 2026-07-28 requires saying
+/// so (rmcp drops the field for older protocol versions).
+fn from_json<T: DeserializeOwned>(mut value: Value) -> Result<T, ErrorData> {
+    if let Some(result) = value.as_object_mut() {
+        result.insert("resultType".into(), json!("complete"));
+    }
     serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
@@ -264,10 +269,13 @@ impl ServerHandler for Session {
         };
         let mut config = json!({
             "protocolVersion": ProtocolVersion::V_2025_11_25,
+            // completion/complete answers with no suggestions: the catalog
+            // has no value sources, and an empty list is a valid answer.
             "capabilities": {
                 "tools": {"listChanged": true},
                 "prompts": {"listChanged": true},
                 "resources": {"listChanged": true},
+                "completions": {},
             },
             "serverInfo": {"name": name, "version": version},
         });
