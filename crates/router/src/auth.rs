@@ -236,4 +236,95 @@ mod tests {
         );
         auth.check(&headers).await.expect("the right token");
     }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+        headers.insert(header::AUTHORIZATION, value);
+        headers
+    }
+
+    #[tokio::test]
+    async fn jwts_are_verified_against_the_jwks() {
+        use jsonwebtoken::{EncodingKey, Header};
+        use serde_json::json;
+
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let args = AuthArgs {
+            jwt_jwks_file: Some(fixtures.join("jwks.json")),
+            jwt_issuer: Some("https://issuer.example".into()),
+            jwt_audience: Some("mcp-router".into()),
+            ..AuthArgs::default()
+        };
+        let auth = Auth::from_args(&args).await.expect("the JWKS loads");
+        let sign = |alg: Algorithm, kid: &str, pem: &str, claims: serde_json::Value| {
+            let pem = std::fs::read(fixtures.join(pem)).expect("a fixture key");
+            let key = match alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+                _ => EncodingKey::from_ec_pem(&pem),
+            }
+            .expect("a signing key");
+            let mut header = Header::new(alg);
+            header.kid = Some(kid.into());
+            jsonwebtoken::encode(&header, &claims, &key).expect("a signed token")
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let claims = |iss: &str, aud: &str, exp: u64| json!({"iss": iss, "aud": aud, "exp": exp, "sub": "tester"});
+        let good = claims("https://issuer.example", "mcp-router", now + 300);
+
+        for (alg, kid, pem) in [
+            (Algorithm::ES256, "es", "jwt-es256.pem"),
+            (Algorithm::RS256, "rs", "jwt-rs256.pem"),
+        ] {
+            let token = sign(alg, kid, pem, good.clone());
+            auth.check(&bearer(&token))
+                .await
+                .expect("a valid token of a JWKS key");
+        }
+        let refused = [
+            (
+                "wrong audience",
+                sign(
+                    Algorithm::ES256,
+                    "es",
+                    "jwt-es256.pem",
+                    claims("https://issuer.example", "other", now + 300),
+                ),
+            ),
+            (
+                "wrong issuer",
+                sign(
+                    Algorithm::ES256,
+                    "es",
+                    "jwt-es256.pem",
+                    claims("https://evil.example", "mcp-router", now + 300),
+                ),
+            ),
+            (
+                "expired",
+                sign(
+                    Algorithm::ES256,
+                    "es",
+                    "jwt-es256.pem",
+                    claims("https://issuer.example", "mcp-router", now - 3600),
+                ),
+            ),
+            (
+                "untrusted key",
+                sign(Algorithm::ES256, "es", "jwt-untrusted.pem", good.clone()),
+            ),
+            (
+                "unknown key id",
+                sign(Algorithm::ES256, "nope", "jwt-es256.pem", good.clone()),
+            ),
+            ("not a JWT", "abc.def".to_owned()),
+        ];
+        for (what, token) in refused {
+            let refusal = auth.check(&bearer(&token)).await.expect_err(what);
+            assert!(refusal.invalid_token, "{what}: {refusal:?}");
+        }
+    }
 }
