@@ -717,6 +717,46 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
     assert!(metrics.contains("mcp_router_open_sessions"), "{metrics}");
 }
 
+/// The server is deleted (its keys removed, a tombstone published): open
+/// streams hear of it and the lists are empty.
+pub async fn tombstone_empties_the_lists(redis_kind: Redis) {
+    let (router, catalog) = fixture(redis_kind, "tombstone").await;
+    let mut client = router.client().await;
+    let mut stream = client.stream().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let server = &catalog.server;
+    let tombstone = Invalidation {
+        server: server.clone(),
+        version: None,
+    };
+    let () = redis::pipe()
+        .del(keys::catalog(server))
+        .ignore()
+        .del(keys::version(server))
+        .ignore()
+        .publish(
+            keys::channel(server),
+            serde_json::to_string(&tombstone).expect("JSON"),
+        )
+        .ignore()
+        .query_async(&mut redis(redis_kind).await)
+        .await
+        .expect("DEL and PUBLISH the tombstone");
+    stream
+        .notification("notifications/tools/list_changed", Duration::from_secs(5))
+        .await
+        .expect("tools/list_changed after the tombstone");
+    for (method, field) in [
+        ("tools/list", "tools"),
+        ("prompts/list", "prompts"),
+        ("resources/list", "resources"),
+    ] {
+        let list = client.result(method, json!({})).await;
+        assert_eq!(list[field], json!([]), "{method}: {list}");
+    }
+}
+
 /// A session begun on one replica continues on another (no stickiness), and
 /// DELETE ends it everywhere.
 pub async fn sessions_move_between_replicas(redis_kind: Redis) {
@@ -988,6 +1028,10 @@ macro_rules! router_cases {
         #[tokio::test]
         async fn list_changed_reaches_open_streams() {
             router::list_changed_reaches_open_streams($redis).await
+        }
+        #[tokio::test]
+        async fn tombstone_empties_the_lists() {
+            router::tombstone_empties_the_lists($redis).await
         }
         #[tokio::test]
         async fn sessions_move_between_replicas() {
