@@ -446,12 +446,16 @@ impl RouterProcess {
 }
 
 /// A router serving the fixture catalog of a new server.
-pub async fn fixture(redis_kind: Redis, case: &str) -> (RouterProcess, Catalog) {
+pub async fn fixture(
+    redis_kind: Redis,
+    case: &str,
+    env: &[(&str, &str)],
+) -> (RouterProcess, Catalog) {
     let backend = backend().await;
     let server = server_id(case);
     let catalog = catalog(&server, backend);
     publish(&mut redis(redis_kind).await, &catalog).await;
-    let router = RouterProcess::start(&server, redis_kind.env(), &[]).await;
+    let router = RouterProcess::start(&server, redis_kind.env(), env).await;
     (router, catalog)
 }
 
@@ -473,7 +477,7 @@ fn names(list: &Value, field: &str, key: &str) -> Vec<String> {
 
 /// tools, prompts and resources: listed, called, rendered and read.
 pub async fn lists_calls_prompts_and_resources(redis_kind: Redis) {
-    let (router, catalog) = fixture(redis_kind, "basics").await;
+    let (router, catalog) = fixture(redis_kind, "basics", &[("MCP_PAGE_SIZE", "5")]).await;
     let mut client = Client::new(&router.base);
     let info = client.initialize().await;
     assert_eq!(info["serverInfo"]["name"], "fixture");
@@ -481,9 +485,23 @@ pub async fn lists_calls_prompts_and_resources(redis_kind: Redis) {
     assert_eq!(info["capabilities"]["tools"]["listChanged"], true);
     assert_eq!(info["instructions"], "Fixture tools");
 
-    let tools = client.result("tools/list", json!({})).await;
+    // Pages of 5: every tool once, in catalog order.
+    let mut listed = vec![];
+    let mut params = json!({});
+    loop {
+        let page = client.result("tools/list", params).await;
+        assert!(
+            page["tools"].as_array().is_some_and(|t| t.len() <= 5),
+            "{page}"
+        );
+        listed.extend(names(&page, "tools", "name"));
+        match page["nextCursor"].as_str() {
+            Some(cursor) => params = json!({"cursor": cursor}),
+            None => break,
+        }
+    }
     let expected: Vec<String> = catalog.tools.iter().map(|t| t.name.clone()).collect();
-    assert_eq!(names(&tools, "tools", "name"), expected);
+    assert_eq!(listed, expected);
 
     let echo = client
         .call("echo", json!({"message": "hi", "count": 2}))
@@ -576,7 +594,7 @@ pub async fn lists_calls_prompts_and_resources(redis_kind: Redis) {
 
 /// Every way a backend can fail is an error result that says what happened.
 pub async fn backend_failures_are_tool_errors(redis_kind: Redis) {
-    let (router, _) = fixture(redis_kind, "failures").await;
+    let (router, _) = fixture(redis_kind, "failures", &[]).await;
     let mut client = router.client().await;
     let cases = [
         ("fail", "500 Internal Server Error: boom"),
@@ -607,7 +625,7 @@ pub async fn backend_failures_are_tool_errors(redis_kind: Redis) {
 
 /// Bad arguments and unknown names get clear errors of the right kind.
 pub async fn bad_requests_get_clear_errors(redis_kind: Redis) {
-    let (router, _) = fixture(redis_kind, "errors").await;
+    let (router, _) = fixture(redis_kind, "errors", &[]).await;
     let mut client = router.client().await;
 
     let missing = client.call("echo", json!({"count": 1})).await;
@@ -675,7 +693,7 @@ pub async fn bad_requests_get_clear_errors(redis_kind: Redis) {
 /// A new version published while a client listens: list_changed arrives
 /// and the lists show the new content.
 pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
-    let (router, mut catalog) = fixture(redis_kind, "changes").await;
+    let (router, mut catalog) = fixture(redis_kind, "changes", &[]).await;
     let mut client = router.client().await;
     let mut stream = client.stream().await;
     // The GET stream is registered once its response has started; give the
@@ -720,7 +738,7 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
 /// The server is deleted (its keys removed, a tombstone published): open
 /// streams hear of it and the lists are empty.
 pub async fn tombstone_empties_the_lists(redis_kind: Redis) {
-    let (router, catalog) = fixture(redis_kind, "tombstone").await;
+    let (router, catalog) = fixture(redis_kind, "tombstone", &[]).await;
     let mut client = router.client().await;
     let mut stream = client.stream().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -760,7 +778,7 @@ pub async fn tombstone_empties_the_lists(redis_kind: Redis) {
 /// A session begun on one replica continues on another (no stickiness), and
 /// DELETE ends it everywhere.
 pub async fn sessions_move_between_replicas(redis_kind: Redis) {
-    let (first, catalog) = fixture(redis_kind, "sessions").await;
+    let (first, catalog) = fixture(redis_kind, "sessions", &[]).await;
     let second = RouterProcess::start(&catalog.server, redis_kind.env(), &[]).await;
     let client = first.client().await;
     let session = client.session.clone().expect("a session id");

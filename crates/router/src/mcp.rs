@@ -119,16 +119,17 @@ fn from_json<T: DeserializeOwned>(mut value: Value) -> Result<T, ErrorData> {
     serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
-fn cursor(request: Option<&PaginatedRequestParams>) -> Option<&str> {
-    request.and_then(|r| r.cursor.as_deref())
-}
-
-fn paged<T: Clone>(
+/// The items of the requested page, and the next page's cursor.
+fn paged<T, U>(
     items: &[T],
     request: Option<&PaginatedRequestParams>,
     size: usize,
-) -> Result<(Vec<T>, Option<String>), ErrorData> {
-    page(items, cursor(request), size).map_err(|e| ErrorData::invalid_params(e, None))
+    listed: impl Fn(&T) -> U,
+) -> Result<(Vec<U>, Option<String>), ErrorData> {
+    let cursor = request.and_then(|r| r.cursor.as_deref());
+    let (range, next) =
+        page(items.len(), cursor, size).map_err(|e| ErrorData::invalid_params(e, None))?;
+    Ok((items[range].iter().map(listed).collect(), next))
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {
@@ -381,8 +382,12 @@ impl ServerHandler for Session {
             "tools/list",
             async {
                 let catalog = self.catalog()?;
-                let listed: Vec<_> = catalog.tools.iter().map(|t| t.listed.clone()).collect();
-                let (tools, next_cursor) = paged(&listed, request.as_ref(), self.shared.page_size)?;
+                let (tools, next_cursor) = paged(
+                    &catalog.tools,
+                    request.as_ref(),
+                    self.shared.page_size,
+                    |t| t.listed.clone(),
+                )?;
                 Ok(ListToolsResult {
                     tools,
                     next_cursor,
@@ -454,8 +459,12 @@ impl ServerHandler for Session {
             "prompts/list",
             async {
                 let catalog = self.catalog()?;
-                let (prompts, next_cursor) =
-                    paged(&catalog.prompts, request.as_ref(), self.shared.page_size)?;
+                let (prompts, next_cursor) = paged(
+                    &catalog.prompts,
+                    request.as_ref(),
+                    self.shared.page_size,
+                    Clone::clone,
+                )?;
                 Ok(ListPromptsResult {
                     prompts,
                     next_cursor,
@@ -510,8 +519,12 @@ impl ServerHandler for Session {
             "resources/list",
             async {
                 let catalog = self.catalog()?;
-                let (resources, next_cursor) =
-                    paged(&catalog.resources, request.as_ref(), self.shared.page_size)?;
+                let (resources, next_cursor) = paged(
+                    &catalog.resources,
+                    request.as_ref(),
+                    self.shared.page_size,
+                    Clone::clone,
+                )?;
                 Ok(ListResourcesResult {
                     resources,
                     next_cursor,

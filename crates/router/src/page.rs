@@ -1,25 +1,28 @@
 //! Cursor pagination of the list methods. A cursor is the opaque (base64)
 //! offset of the next page's first item.
 
+use std::ops::Range;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The page of `items` starting at `cursor`, and the cursor of the next
-/// page if there is one. `Err` for a cursor this router never issued.
-pub fn page<T: Clone>(
-    items: &[T],
+/// The range of the page of `len` items starting at `cursor`, and the
+/// cursor of the next page if there is one. `Err` for a cursor this router
+/// never issued. A cursor past the end (the list shrank) gives an empty,
+/// last page.
+pub fn page(
+    len: usize,
     cursor: Option<&str>,
     size: usize,
-) -> Result<(Vec<T>, Option<String>), String> {
+) -> Result<(Range<usize>, Option<String>), String> {
     let start = match cursor {
         None => 0,
         Some(cursor) => decode(cursor).ok_or_else(|| format!("invalid cursor {cursor:?}"))?,
     };
-    let size = size.max(1);
-    let end = start.saturating_add(size).min(items.len());
-    let page = items.get(start..end).unwrap_or_default().to_vec();
-    let next = (end < items.len()).then(|| URL_SAFE_NO_PAD.encode(end.to_string()));
-    Ok((page, next))
+    let start = start.min(len);
+    let end = start.saturating_add(size.max(1)).min(len);
+    let next = (end < len).then(|| URL_SAFE_NO_PAD.encode(end.to_string()));
+    Ok((start..end, next))
 }
 
 fn decode(cursor: &str) -> Option<usize> {
@@ -33,27 +36,26 @@ mod tests {
 
     #[test]
     fn walks_every_item_once() {
-        let items: Vec<u32> = (0..250).collect();
         let mut seen = vec![];
         let mut cursor = None;
         loop {
-            let (items, next) = page(&items, cursor.as_deref(), 100).expect("valid cursor");
-            seen.extend(items);
+            let (range, next) = page(250, cursor.as_deref(), 100).expect("valid cursor");
+            seen.extend(range);
             match next {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
-        assert_eq!(seen, (0..250).collect::<Vec<_>>());
+        assert_eq!(seen, (0..250).collect::<Vec<usize>>());
     }
 
     #[test]
     fn refuses_foreign_cursors_and_tolerates_shrunk_lists() {
-        assert!(page(&[1, 2], Some("not a cursor!"), 10).is_err());
-        let (items, next) = page(&[1, 2, 3], None, 2).expect("first page");
-        assert_eq!((items, next.is_some()), (vec![1, 2], true));
+        assert!(page(2, Some("not a cursor!"), 10).is_err());
+        let (range, next) = page(3, None, 2).expect("first page");
+        assert_eq!((range, next.is_some()), (0..2, true));
         // The list shrank under the cursor: an empty last page, no error.
-        let (items, next) = page(&[1], next.as_deref(), 2).expect("past the end");
-        assert_eq!((items.len(), next), (0, None));
+        let (range, next) = page(1, next.as_deref(), 2).expect("past the end");
+        assert_eq!((range.len(), next), (0, None));
     }
 }

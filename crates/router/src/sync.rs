@@ -198,15 +198,7 @@ impl Keeper {
 
     /// The safety net: reload when the version key names another version.
     async fn check_version(&self) {
-        let version: Result<Option<String>, String> = async {
-            let mut connection = self.store.get().await.map_err(|e| e.to_string())?;
-            connection
-                .get(keys::version(&self.server))
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        match version {
+        match self.read(keys::version(&self.server)).await {
             Ok(Some(version))
                 if self
                     .state
@@ -223,15 +215,7 @@ impl Keeper {
     /// Reads the whole catalog and serves it if its version is new.
     async fn reload(&self, reason: Reason) {
         metrics::resync(reason.label());
-        let loaded: Result<Option<String>, String> = async {
-            let mut connection = self.store.get().await.map_err(|e| e.to_string())?;
-            connection
-                .get(keys::catalog(&self.server))
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        let json = match loaded {
+        let json = match self.read(keys::catalog(&self.server)).await {
             Ok(Some(json)) => json,
             Ok(None) => {
                 self.state.set_stale(false);
@@ -265,6 +249,12 @@ impl Keeper {
                 tracing::error!(server = %self.server, %version, %error, "cannot compile the catalog; keeping the served one");
             }
         }
+    }
+
+    /// GET through the pool; errors as text for the staleness log.
+    async fn read(&self, key: String) -> Result<Option<String>, String> {
+        let mut connection = self.store.get().await.map_err(|e| e.to_string())?;
+        connection.get(key).await.map_err(|e| e.to_string())
     }
 
     /// The server was deleted: serve empty lists until this router stops.
