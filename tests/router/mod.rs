@@ -691,10 +691,16 @@ pub async fn bad_requests_get_clear_errors(redis_kind: Redis) {
 }
 
 /// A new version published while a client listens: list_changed arrives
-/// and the lists show the new content.
+/// and the lists show the new content; a subscribed resource whose content
+/// changed gets resources/updated, an unchanged one does not.
 pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
     let (router, mut catalog) = fixture(redis_kind, "changes", &[]).await;
     let mut client = router.client().await;
+    for uri in ["docs://inline", "docs://blob"] {
+        client
+            .result("resources/subscribe", json!({"uri": uri}))
+            .await;
+    }
     let mut stream = client.stream().await;
     // The GET stream is registered once its response has started; give the
     // server a moment before publishing.
@@ -704,6 +710,12 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
     catalog
         .tools
         .push(tool("added", url, HttpMethod::Post, object()));
+    let inline = catalog
+        .resources
+        .iter_mut()
+        .find(|r| r.uri == "docs://inline")
+        .expect("the inline fixture resource");
+    inline.content = ResourceContent::Text("changed text".into());
     catalog.normalize();
     let started = std::time::Instant::now();
     publish(&mut redis(redis_kind).await, &catalog).await;
@@ -716,6 +728,26 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
         elapsed < Duration::from_secs(1),
         "list_changed took {elapsed:?}"
     );
+    let updated = stream
+        .notification("notifications/resources/updated", Duration::from_secs(5))
+        .await
+        .expect("resources/updated for the changed subscribed resource");
+    assert_eq!(updated["params"]["uri"], "docs://inline", "{updated}");
+    // Nothing else follows: docs://blob did not change.
+    assert!(
+        stream
+            .notification(
+                "notifications/resources/updated",
+                Duration::from_millis(500)
+            )
+            .await
+            .is_none(),
+        "an unchanged resource was reported updated"
+    );
+    let read = client
+        .result("resources/read", json!({"uri": "docs://inline"}))
+        .await;
+    assert_eq!(read["contents"][0]["text"], "changed text");
     let tools = client.result("tools/list", json!({})).await;
     assert!(
         names(&tools, "tools", "name").contains(&"added".to_owned()),

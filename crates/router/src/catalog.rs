@@ -18,8 +18,9 @@ use crate::metrics;
 pub struct CompiledTool {
     pub entry: Tool,
     pub listed: model::Tool,
-    /// `None` when the schema does not compile; calls then fail with a
-    /// clear error instead of the whole catalog being refused.
+    /// `Err` when the schema does not compile (the controller compiles it
+    /// first, so only a hand-written catalog gets here); calls then fail
+    /// with that error instead of the whole catalog being refused.
     pub validator: Result<jsonschema::Validator, String>,
 }
 
@@ -156,7 +157,6 @@ fn set<T: serde::Serialize>(object: &mut Value, key: &str, value: &Option<T>) {
 #[derive(Clone)]
 pub struct CatalogState {
     current: watch::Sender<Option<Arc<Compiled>>>,
-    changes: watch::Sender<Changes>,
     stale: Arc<AtomicBool>,
 }
 
@@ -164,7 +164,6 @@ impl Default for CatalogState {
     fn default() -> Self {
         Self {
             current: watch::Sender::new(None),
-            changes: watch::Sender::new(Changes::ALL),
             stale: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -180,26 +179,15 @@ impl CatalogState {
         self.current.borrow().as_ref().map(|c| c.version.clone())
     }
 
-    /// Serves `compiled` from now on and tells open streams what changed.
+    /// Serves `compiled` from now on; open streams wake up.
     pub fn replace(&self, compiled: Compiled) {
-        let previous = self.current();
-        let changes = compiled.changes_from(previous.as_deref());
-        metrics::catalog_loaded(previous.as_deref(), &compiled);
+        metrics::catalog_loaded(self.current().as_deref(), &compiled);
         self.current.send_replace(Some(Arc::new(compiled)));
-        if changes
-            != (Changes {
-                tools: false,
-                prompts: false,
-                resources: false,
-            })
-        {
-            self.changes.send_replace(changes);
-        }
     }
 
-    /// A receiver that wakes on every change of the lists.
-    pub fn subscribe(&self) -> watch::Receiver<Changes> {
-        let mut receiver = self.changes.subscribe();
+    /// A receiver that wakes on every new version.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Compiled>>> {
+        let mut receiver = self.current.subscribe();
         receiver.mark_unchanged();
         receiver
     }

@@ -69,7 +69,7 @@ pub fn app(parts: Parts) -> Router {
     let gate = Arc::new(Gate { guard, auth });
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(gate, admit))
-        .layer(middleware::from_fn(overload))
+        .layer(middleware::from_fn(count_refusals))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             limits.max_concurrent_requests.max(1),
         ))
@@ -105,7 +105,7 @@ async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
 }
 
 /// Counts the limits' refusals.
-async fn overload(request: Request, next: Next) -> Response {
+async fn count_refusals(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     match response.status() {
         StatusCode::REQUEST_TIMEOUT => metrics::refused("timeout"),

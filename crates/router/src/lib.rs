@@ -11,6 +11,7 @@ mod guard;
 mod http;
 mod mcp;
 mod metrics;
+mod notify;
 mod page;
 #[cfg(test)]
 mod props;

@@ -3,7 +3,8 @@
 //! stateless 2026-07-28 clients); all share one [`Shared`].
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use base64::Engine;
@@ -14,7 +15,8 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, GetPromptRequestParams,
     GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, ServerConfig, SubscriptionFilter,
+    ReadResourceResponse, ResourceUpdatedNotificationParam, ServerConfig, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -23,9 +25,10 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::catalog::{CatalogState, Changes, Compiled};
+use crate::catalog::{CatalogState, Compiled};
 use crate::forward::{Forwarder, Reply};
 use crate::metrics;
+use crate::notify::{Note, follow};
 use crate::page::page;
 use crate::render::{RenderError, render};
 
@@ -50,6 +53,8 @@ pub struct Shared {
 pub struct Session {
     shared: Arc<Shared>,
     watcher: OnceLock<DropGuard>,
+    /// Resource URIs this session subscribed to.
+    subscriptions: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Session {
@@ -57,6 +62,7 @@ impl Session {
         Self {
             shared,
             watcher: OnceLock::new(),
+            subscriptions: Arc::default(),
         }
     }
 
@@ -231,26 +237,6 @@ fn retry_safe(method: HttpMethod, annotations: Option<&mcp_operator_api::ToolAnn
         .is_some_and(|a| a.idempotent_hint == Some(true) || a.read_only_hint == Some(true))
 }
 
-/// Sends list_changed notifications for `changes`; `Err` once the peer is
-/// gone.
-async fn notify<E>(
-    changes: Changes,
-    tools: impl AsyncFnOnce() -> Result<(), E>,
-    prompts: impl AsyncFnOnce() -> Result<(), E>,
-    resources: impl AsyncFnOnce() -> Result<(), E>,
-) -> Result<(), E> {
-    if changes.tools {
-        tools().await?;
-    }
-    if changes.prompts {
-        prompts().await?;
-    }
-    if changes.resources {
-        resources().await?;
-    }
-    Ok(())
-}
-
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
         let (name, version, instructions) = match self.shared.state.current() {
@@ -275,7 +261,7 @@ impl ServerHandler for Session {
             "capabilities": {
                 "tools": {"listChanged": true},
                 "prompts": {"listChanged": true},
-                "resources": {"listChanged": true},
+                "resources": {"listChanged": true, "subscribe": true},
                 "completions": {},
             },
             "serverInfo": {"name": name, "version": version},
@@ -290,45 +276,44 @@ impl ServerHandler for Session {
         Cow::Borrowed(PROTOCOL_VERSIONS)
     }
 
-    /// Legacy (session) clients get list_changed on their standalone
-    /// stream: a watcher lives as long as this session's handler.
+    /// Session (2025-era) clients get notifications on their standalone
+    /// stream, from a watcher that lives as long as this session's handler.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         let stop = CancellationToken::new();
         if self.watcher.set(stop.clone().drop_guard()).is_err() {
             return;
         }
         metrics::sessions(1.0);
-        let mut changes = self.shared.state.subscribe();
+        let state = self.shared.state.clone();
+        let subscriptions = self.subscriptions.clone();
         let peer = context.peer;
         tokio::spawn(async move {
-            metrics::streams(1.0);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    changed = changes.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        let changed = *changes.borrow_and_update();
-                        let sent = notify(
-                            changed,
-                            async || peer.notify_tool_list_changed().await,
-                            async || peer.notify_prompt_list_changed().await,
-                            async || peer.notify_resource_list_changed().await,
-                        )
-                        .await;
-                        if sent.is_err() {
-                            break;
+            let subscribed = || {
+                subscriptions
+                    .lock()
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let send = |note| {
+                let peer = peer.clone();
+                async move {
+                    match note {
+                        Note::ToolsChanged => peer.notify_tool_list_changed().await,
+                        Note::PromptsChanged => peer.notify_prompt_list_changed().await,
+                        Note::ResourcesChanged => peer.notify_resource_list_changed().await,
+                        Note::ResourceUpdated(uri) => {
+                            let updated = ResourceUpdatedNotificationParam::new(uri);
+                            peer.notify_resource_updated(updated).await
                         }
                     }
+                    .is_ok()
                 }
-            }
-            metrics::streams(-1.0);
+            };
+            follow(&state, subscribed, send, stop.cancelled_owned()).await;
         });
     }
 
-    /// Every list_changed category; rmcp narrows it to what was requested
-    /// and advertised (so never resource subscriptions).
+    /// What was asked for; rmcp narrows it to what was also advertised.
     fn accepted_subscription_filter(
         &self,
         requested: &SubscriptionFilter,
@@ -336,40 +321,75 @@ impl ServerHandler for Session {
         Some(requested.clone())
     }
 
-    /// 2026-07-28 clients: list_changed on a subscriptions/listen stream.
+    /// 2026-07-28 clients: notifications on a subscriptions/listen stream.
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut changes = self.shared.state.subscribe();
         let accepted = context.accepted().clone();
-        metrics::streams(1.0);
-        loop {
-            tokio::select! {
-                () = context.cancelled() => break,
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        break;
+        let sink = context.sink().clone();
+        let subscribed = || accepted.resource_subscriptions.clone().unwrap_or_default();
+        let send = |note| {
+            let (sink, accepted) = (sink.clone(), accepted.clone());
+            async move {
+                let wanted = |flag: Option<bool>| flag == Some(true);
+                match note {
+                    Note::ToolsChanged if wanted(accepted.tools_list_changed) => {
+                        sink.notify_tool_list_changed().await.is_ok()
                     }
-                    let changed = *changes.borrow_and_update();
-                    let wanted = Changes {
-                        tools: changed.tools && accepted.tools_list_changed == Some(true),
-                        prompts: changed.prompts && accepted.prompts_list_changed == Some(true),
-                        resources: changed.resources && accepted.resources_list_changed == Some(true),
-                    };
-                    let sink = context.sink();
-                    let sent = notify(
-                        wanted,
-                        async || sink.notify_tool_list_changed().await,
-                        async || sink.notify_prompt_list_changed().await,
-                        async || sink.notify_resource_list_changed().await,
-                    )
-                    .await;
-                    if sent.is_err() {
-                        break;
+                    Note::PromptsChanged if wanted(accepted.prompts_list_changed) => {
+                        sink.notify_prompt_list_changed().await.is_ok()
                     }
+                    Note::ResourcesChanged if wanted(accepted.resources_list_changed) => {
+                        sink.notify_resource_list_changed().await.is_ok()
+                    }
+                    Note::ResourceUpdated(uri) => sink.notify_resource_updated(uri).await.is_ok(),
+                    // Not asked for: skipped, the stream goes on.
+                    _ => true,
                 }
             }
-        }
-        metrics::streams(-1.0);
+        };
+        follow(&self.shared.state, subscribed, send, context.cancelled()).await;
         Ok(())
+    }
+
+    /// resources/subscribe (2025-era): any URI may be followed; a
+    /// notification comes when a new catalog version changes its entry.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        observe(
+            &self.shared,
+            "resources/subscribe",
+            async {
+                if let Ok(mut subscriptions) = self.subscriptions.lock() {
+                    subscriptions.insert(request.uri);
+                }
+                Ok(())
+            },
+            no_tool_error,
+        )
+        .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        observe(
+            &self.shared,
+            "resources/unsubscribe",
+            async {
+                if let Ok(mut subscriptions) = self.subscriptions.lock() {
+                    subscriptions.remove(&request.uri);
+                }
+                Ok(())
+            },
+            no_tool_error,
+        )
+        .await
     }
 
     async fn list_tools(
