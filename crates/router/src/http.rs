@@ -58,6 +58,9 @@ pub fn app(parts: Parts) -> Router {
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_max_request_body_bytes(limits.max_request_bytes)
+        // Stateless (2026-07-28) answers as plain JSON when nothing is
+        // streamed before the result: one write instead of an SSE stream.
+        .with_json_response(true)
         .with_cancellation_token(shutdown);
     let mut config = config;
     config.session_store = Some(Arc::new(sessions));

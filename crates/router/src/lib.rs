@@ -74,6 +74,13 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, server = %args.server, "router listening");
+    // Without TCP_NODELAY the small writes of an SSE answer (priming event,
+    // then the response) wait for the client's delayed ACK: ~40 ms a call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let stopping = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -107,8 +107,9 @@ async fn main() -> anyhow::Result<()> {
     let arguments = json!({"message": "hello", "count": 3});
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
     let direct_url = format!("http://{backend}/echo");
+    let direct_body = arguments.clone();
     let direct = move |http: reqwest::Client, _worker: usize| {
-        let (url, body) = (direct_url.clone(), arguments.clone());
+        let (url, body) = (direct_url.clone(), direct_body.clone());
         async move {
             let response = http.post(&url).json(&body).send().await?;
             anyhow::ensure!(
@@ -144,16 +145,66 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    // Warm both paths (connections, caches), then measure each in turn.
-    let (direct, through_router) = (Arc::new(direct), Arc::new(through_router));
+    // The same call as a self-contained 2026-07-28 request: no session,
+    // answered as plain JSON.
+    let stateless_call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+    "name": tool, "arguments": arguments, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "router-bench", "version": "0"},
+    }}});
+    let (stateless_url, name) = (format!("{base}/mcp"), tool.clone());
+    let stateless = move |http: reqwest::Client, _worker: usize| {
+        let (url, body, name) = (stateless_url.clone(), stateless_call.clone(), name.clone());
+        async move {
+            let response = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", name)
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "router: HTTP {}",
+                response.status()
+            );
+            let text = response.text().await?;
+            anyhow::ensure!(text.contains("\"isError\":false"), "router: {text}");
+            Ok(())
+        }
+    };
+
+    // Warm every path (connections, caches), then measure each in turn.
+    let (direct, through_router, stateless) = (
+        Arc::new(direct),
+        Arc::new(through_router),
+        Arc::new(stateless),
+    );
     let warm = Duration::from_secs(2);
     load(&http, args.concurrency, warm, direct.clone()).await?;
     load(&http, args.concurrency, warm, through_router.clone()).await?;
+    load(&http, args.concurrency, warm, stateless.clone()).await?;
     let direct_run = load(&http, args.concurrency, args.duration, direct).await?;
     let router_run = load(&http, args.concurrency, args.duration, through_router).await?;
+    let stateless_run = load(&http, args.concurrency, args.duration, stateless).await?;
     let (rss, peak) = memory(router.0.id())?;
 
-    let section = report(&args, &direct_run, &router_run, rss, peak);
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_average = load_average
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+    let section = report(
+        &args,
+        &[&direct_run, &router_run, &stateless_run],
+        rss,
+        peak,
+        &load_average,
+    );
     println!("{section}");
     if let Some(path) = &args.report {
         write_section(path, "router", &section)?;
@@ -356,38 +407,42 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn report(args: &Args, direct: &Run, router: &Run, rss: u64, peak: u64) -> String {
+fn report(args: &Args, runs: &[&Run; 3], rss: u64, peak: u64, load_average: &str) -> String {
+    let [direct, session, stateless] = *runs;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let ratio = router.rate() / direct.rate();
-    let added = router.p(0.5).saturating_sub(direct.p(0.5));
+    let row = |name: &str, run: &Run| {
+        format!(
+            "| {name} | {} | {:.0} | {} | {} | {:.0} % | {} |\n",
+            run.requests,
+            run.rate(),
+            ms(run.p(0.5)),
+            ms(run.p(0.99)),
+            run.rate() / direct.rate() * 100.0,
+            ms(run.p(0.5).saturating_sub(direct.p(0.5))),
+        )
+    };
     format!(
         "## Router overhead\n\n\
          `make loadtest-router` (loadtest/router): tools/call of one tool of a {tools}-tool catalog through a release \
-         `mcp-operator router` (single-node Redis, one MCP session per worker), against the same JSON POST sent \
-         straight to the same backend; {concurrency} requests in flight, {secs} s each, in the same run, on the \
-         development machine (2 shared cores; client, router and backend on one host). Measured {today}.\n\n\
-         | target | requests | req/s | p50 | p99 |\n| --- | --- | --- | --- | --- |\n\
-         | backend directly | {dn} | {dr:.0} | {dp50} | {dp99} |\n\
-         | through the router | {rn} | {rr:.0} | {rp50} | {rp99} |\n\n\
-         | measure | value | target |\n| --- | --- | --- |\n\
-         | throughput, router / direct | {ratio:.0} % | ≥ 60 % |\n\
-         | added p50 | {added} | ≤ 0.5 ms |\n\
-         | router RSS with {tools} tools (after the run) | {rss:.1} MiB | < 50 MiB |\n\
+         `mcp-operator router` (single-node Redis), against the same JSON POST sent straight to the same backend; \
+         {concurrency} requests in flight, {secs} s each, one after the other in the same run, on the development \
+         machine (2 cores shared with other work; client, router and backend on one host). Through the router \
+         twice: 2025-11-25 with one session per worker (the answer is an SSE stream), and 2026-07-28 stateless \
+         requests (plain JSON answers). Load average of the machine after the run: {load_average}. Measured {today}.\n\n\
+         | target | requests | req/s | p50 | p99 | throughput vs direct | added p50 |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n\
+         {direct_row}{session_row}{stateless_row}\n\
+         Targets: throughput ≥ 60 % of direct, added p50 ≤ 0.5 ms.\n\n\
+         | memory | value | target |\n| --- | --- | --- |\n\
+         | router RSS with {tools} tools, after the run | {rss:.1} MiB | < 50 MiB |\n\
          | router peak RSS | {peak:.1} MiB | |\n",
         tools = args.tools,
         concurrency = args.concurrency,
         secs = args.duration.as_secs(),
         today = today(),
-        dn = direct.requests,
-        dr = direct.rate(),
-        dp50 = ms(direct.p(0.5)),
-        dp99 = ms(direct.p(0.99)),
-        rn = router.requests,
-        rr = router.rate(),
-        rp50 = ms(router.p(0.5)),
-        rp99 = ms(router.p(0.99)),
-        ratio = ratio * 100.0,
-        added = ms(added),
+        direct_row = row("backend directly", direct),
+        session_row = row("router, 2025-11-25 session (SSE)", session),
+        stateless_row = row("router, 2026-07-28 stateless (JSON)", stateless),
         rss = mib(rss),
         peak = mib(peak),
     )
