@@ -810,11 +810,12 @@ pub async fn tombstone_empties_the_lists(redis_kind: Redis) {
 /// A session begun on one replica continues on another (no stickiness), and
 /// DELETE ends it everywhere.
 pub async fn sessions_move_between_replicas(redis_kind: Redis) {
-    let (first, catalog) = fixture(redis_kind, "sessions", &[]).await;
+    let (first, mut catalog) = fixture(redis_kind, "sessions", &[]).await;
     let second = RouterProcess::start(&catalog.server, redis_kind.env(), &[]).await;
     let client = first.client().await;
     let session = client.session.clone().expect("a session id");
 
+    // The session continues on the second replica, notifications included.
     let mut moved = Client::new(&second.base);
     moved.session = Some(session.clone());
     let tools = moved.result("tools/list", json!({})).await;
@@ -822,7 +823,20 @@ pub async fn sessions_move_between_replicas(redis_kind: Redis) {
         tools["tools"].as_array().map(Vec::len),
         Some(catalog.tools.len())
     );
+    let mut stream = moved.stream().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = catalog.tools[0].endpoint.url.clone();
+    catalog
+        .tools
+        .push(tool("added", url, HttpMethod::Post, object()));
+    catalog.normalize();
+    publish(&mut redis(redis_kind).await, &catalog).await;
+    stream
+        .notification("notifications/tools/list_changed", Duration::from_secs(5))
+        .await
+        .expect("list_changed on the replica the session moved to");
 
+    // DELETE on the first replica ends the session on both.
     let deleted = client
         .http
         .delete(&client.url)
@@ -835,15 +849,30 @@ pub async fn sessions_move_between_replicas(redis_kind: Redis) {
         "DELETE: HTTP {}",
         deleted.status()
     );
-    let mut gone = Client::new(&first.base);
-    gone.session = Some(session);
-    let status = gone
-        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
-        .send()
-        .await
-        .expect("POST")
-        .status();
-    assert_eq!(status.as_u16(), 404, "a deleted session must be gone");
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    for router in [&first, &second] {
+        let mut gone = Client::new(&router.base);
+        gone.session = Some(session.clone());
+        let mut status = 0;
+        for _ in 0..50 {
+            status = gone
+                .post(&ping)
+                .send()
+                .await
+                .expect("POST")
+                .status()
+                .as_u16();
+            if status == 404 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            status, 404,
+            "the deleted session still answers at {}",
+            router.base
+        );
+    }
 }
 
 /// Host and Origin are checked; a static bearer token is required when set.

@@ -35,6 +35,12 @@ pub fn session(server: &ServerId, session_id: &str) -> String {
     format!("mcp:{{{server}}}:session:{session_id}")
 }
 
+/// The pub/sub channel on which a router announces the id of a session a
+/// client ended (DELETE), so that every replica drops its copy.
+pub fn sessions_channel(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:sessions")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +64,7 @@ mod tests {
             fence(&server),
             channel(&server),
             session(&server, "a-session"),
+            sessions_channel(&server),
         ];
         assert!(
             keys.iter().all(|k| hash_tag(k) == "team-a/weather"),

@@ -29,6 +29,9 @@ use crate::session::RedisSessions;
 /// What the HTTP layer needs besides the MCP handler.
 pub struct Parts {
     pub shared: Arc<Shared>,
+    /// This replica's sessions.
+    pub local_sessions: Arc<LocalSessionManager>,
+    /// All replicas' sessions.
     pub sessions: RedisSessions,
     pub guard: Guard,
     pub auth: Auth,
@@ -45,6 +48,7 @@ struct Gate {
 pub fn app(parts: Parts) -> Router {
     let Parts {
         shared,
+        local_sessions,
         sessions,
         guard,
         auth,
@@ -66,7 +70,7 @@ pub fn app(parts: Parts) -> Router {
     config.session_store = Some(Arc::new(sessions));
     let mcp = StreamableHttpService::new(
         move || Ok(Session::new(shared.clone())),
-        Arc::new(LocalSessionManager::default()),
+        local_sessions,
         config,
     );
     let gate = Arc::new(Gate { guard, auth });

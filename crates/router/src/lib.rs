@@ -25,6 +25,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
+use rmcp::transport::streamable_http_server::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use tokio_util::sync::CancellationToken;
 
 pub use args::RouterArgs;
@@ -35,12 +37,24 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
     let state = catalog::CatalogState::default();
     let shutdown = CancellationToken::new();
 
+    let (ended_sessions, mut ended) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let local_sessions = Arc::new(LocalSessionManager::default());
+    let closing = local_sessions.clone();
+    // A session ended on another replica (DELETE) ends here too.
+    tokio::spawn(async move {
+        while let Some(id) = ended.recv().await {
+            if let Err(error) = closing.close_session(&id.into()).await {
+                tracing::debug!(%error, "closing a session ended elsewhere");
+            }
+        }
+    });
     let keeper = sync::Keeper {
         server: args.server.clone(),
         store: store.clone(),
         redis: args.redis.clone(),
         state: state.clone(),
         interval: args.sync.resync_interval,
+        ended_sessions,
     };
     let keeping = tokio::spawn(keeper.run(shutdown.clone()));
 
@@ -58,6 +72,7 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
     });
     let app = http::app(http::Parts {
         shared,
+        local_sessions,
         sessions: session::RedisSessions {
             store,
             server: args.server.clone(),

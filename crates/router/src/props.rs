@@ -92,6 +92,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
                 page_size: 1,
                 request_timeout: limits.request_timeout,
             }),
+            local_sessions: Default::default(),
             sessions: crate::session::RedisSessions { store, server, ttl: Duration::from_secs(60) },
             guard: crate::guard::Guard::new(&["localhost".into(), "*.svc".into()], &[]),
             auth: crate::auth::Auth::from_args(&auth).await.expect("auth"),

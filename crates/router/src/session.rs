@@ -1,7 +1,9 @@
 //! MCP sessions in Redis, so the Service needs no stickiness: rmcp keeps
 //! each session's state (the client's initialize parameters) in this store,
 //! and a replica that receives a request for a session it does not know
-//! restores it from here. Every read renews the TTL; DELETE removes it.
+//! restores it from here. Every read renews the TTL; DELETE removes it and
+//! announces the id on the server's sessions channel, so that the replicas
+//! that restored the session drop it too (crate::sync listens).
 //!
 //! While Redis is unreachable a session unknown to this replica is treated
 //! as unknown (404), so the client starts a new one here instead of failing
@@ -66,8 +68,11 @@ impl SessionStore for RedisSessions {
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
         let mut connection = self.store.get().await?;
-        let _: i64 = redis::cmd("DEL")
-            .arg(keys::session(&self.server, session_id))
+        let () = redis::pipe()
+            .del(keys::session(&self.server, session_id))
+            .ignore()
+            .publish(keys::sessions_channel(&self.server), session_id)
+            .ignore()
             .query_async(&mut connection)
             .await?;
         Ok(())

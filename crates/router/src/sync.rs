@@ -45,6 +45,8 @@ pub struct Keeper {
     pub redis: RedisArgs,
     pub state: CatalogState,
     pub interval: Duration,
+    /// Ids of sessions ended on any replica, for this one to drop.
+    pub ended_sessions: mpsc::UnboundedSender<String>,
 }
 
 /// The live subscription; dropping it closes the connection.
@@ -105,7 +107,10 @@ impl Keeper {
         &self,
         pushes: mpsc::UnboundedSender<PushInfo>,
     ) -> redis::RedisResult<Subscription> {
-        let channel = keys::channel(&self.server);
+        let channels = [
+            keys::channel(&self.server),
+            keys::sessions_channel(&self.server),
+        ];
         let timeout = Some(Duration::from_secs(5));
         if let Some(url) = &self.redis.redis_url {
             let info = url.as_str().into_connection_info()?;
@@ -121,7 +126,7 @@ impl Keeper {
             let mut connection = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            connection.subscribe(&channel).await?;
+            connection.subscribe(&channels).await?;
             Ok(Subscription {
                 reconnects_itself: false,
                 _connection: Box::new(connection),
@@ -135,7 +140,7 @@ impl Keeper {
                     .push_sender(pushes)
                     .build()?;
             let mut connection = client.get_async_connection().await?;
-            connection.subscribe(&channel).await?;
+            connection.subscribe(&channels).await?;
             Ok(Subscription {
                 reconnects_itself: true,
                 _connection: Box::new(connection),
@@ -157,7 +162,7 @@ impl Keeper {
                 push = pushes.recv() => {
                     let Some(push) = push else { return };
                     match push.kind {
-                        PushKind::Message => self.invalidated(&push).await,
+                        PushKind::Message => self.message(&push).await,
                         PushKind::Disconnection => {
                             self.state.set_stale(true);
                             if !reconnects_itself {
@@ -175,6 +180,22 @@ impl Keeper {
                 _ = tick.tick() => self.check_version().await,
             }
         }
+    }
+
+    /// A message on one of the server's channels: `[channel, payload]`.
+    async fn message(&self, push: &PushInfo) {
+        let text = |index: usize| {
+            push.data
+                .get(index)
+                .and_then(|value| redis::from_redis_value_ref::<String>(value).ok())
+        };
+        if text(0) == Some(keys::sessions_channel(&self.server)) {
+            if let Some(session) = text(1) {
+                let _ = self.ended_sessions.send(session);
+            }
+            return;
+        }
+        self.invalidated(push).await;
     }
 
     async fn invalidated(&self, push: &PushInfo) {
