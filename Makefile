@@ -5,14 +5,25 @@ SHELL := bash
 
 CARGO ?= cargo
 TESTENV := tests/testenv/testenv.sh
+RELEASE = $${CARGO_TARGET_DIR:-target}/release
+# Benchmarks run in an environment of their own, started fresh and stopped
+# afterwards, so what tests left in a running one cannot skew them.
+BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
+	TESTENV_CONTROLLER_MANAGER_PORT=26446 TESTENV_SCHEDULER_PORT=26447 TESTENV_KWOK_PORT=26448 \
+	TESTENV_REDIS_PORT=26379 TESTENV_REDIS_CLUSTER_BASE_PORT=28000
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
-.PHONY: help build crds lint fmt testenv testenv-down test test-mcp chaos loadtest-router
+.PHONY: help build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 build: ## Build the mcp-operator binary
 	$(CARGO) build --release --bin mcp-operator
+
+image: ## Build the container image (IMAGE=name:tag; needs Docker with BuildKit)
+	docker build -t $(IMAGE) .
 
 crds: ## Regenerate manifests/base/crds/ and docs/crds.md from the Rust types
 	$(CARGO) run --quiet --bin mcp-operator -- crds --out-dir manifests/base/crds
@@ -39,12 +50,16 @@ test: lint ## Everything: unit tests, integration tests and real MCP clients aga
 test-mcp: ## Real MCP clients (Python SDK, official conformance suite) against a router
 	$(TESTENV) run -- tests/mcp/run.sh
 
-chaos: ## Failover benchmark (kill -9 and SIGTERM of shard holders); writes docs/benchmarks.md
+chaos: ## Failover benchmark and chaos scenarios; writes docs/benchmarks.md and docs/chaos.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
-	$(TESTENV) run -- $(CARGO) run --release --quiet -p mcp-operator-chaos --bin failover -- \
-		$${CARGO_TARGET_DIR:-target}/release/mcp-operator docs/benchmarks.md
+	$(BENCH_ENV) $(TESTENV) run -- bash -c '$(RELEASE)/failover $(RELEASE)/mcp-operator docs/benchmarks.md && \
+		$(RELEASE)/scenarios --binary $(RELEASE)/mcp-operator --report docs/chaos.md \
+		--tools 400 --prompts 80 --resources 80 --servers 40 --namespaces 20 $(CHAOS_FLAGS)'
+
+loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; writes docs/benchmarks.md
+	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
+	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
 
 loadtest-router: ## tools/call through the router vs directly, and router RSS; writes docs/benchmarks.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest-router
-	$(TESTENV) run -- $${CARGO_TARGET_DIR:-target}/release/router-bench \
-		--binary $${CARGO_TARGET_DIR:-target}/release/mcp-operator --report docs/benchmarks.md
+	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/router-bench --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md

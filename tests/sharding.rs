@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use mcp_operator_api::{MCPServer, MCPTool};
 use mcp_operator_catalog::ServerId;
-use mcp_operator_chaos::{Group, Timing, holders, logs_dir, poll, shard, writer};
+use mcp_operator_chaos::{Group, Redis, Timing, holders, logs_dir, poll, shard, writer};
 use serde_json::json;
 
 const SHARDS: u32 = 8;
@@ -120,12 +120,13 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
         shards: SHARDS,
         lease_namespace: lease_ns.clone(),
-        redis_url,
+        redis: Redis::Single(redis_url.clone()),
         timing: Timing {
             lease_duration: Duration::from_secs(3),
             renew_interval: Duration::from_millis(500),
             retry_period: Duration::from_millis(250),
         },
+        kubeconfig: None,
         logs: logs_dir(&lease_ns),
     };
     let mut servers = Vec::new();

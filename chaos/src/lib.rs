@@ -1,23 +1,32 @@
-//! Operator replicas as real processes, and what they hold.
-//!
-//! Used by `tests/sharding.rs` (correctness) and the `failover` benchmark
-//! (timing): start replicas of `mcp-operator controller`, kill, stop or
-//! terminate them, and read which replica holds which shard from the Leases
-//! and which replica last wrote each server from its Redis fence.
+//! The harness of the chaos scenarios, the failover benchmark, the load
+//! test and `tests/sharding.rs`: operator replicas as real processes (this
+//! module: start, kill, stop or terminate them, read which replica holds
+//! which shard from the Leases and which replica last wrote each server from
+//! its Redis fence), populations of MCP resources, the convergence
+//! invariants, churn, process costs and the benchmark report.
 
+pub mod churn;
+pub mod converge;
+pub mod kinds;
+pub mod population;
+pub mod process;
 pub mod report;
+pub mod scenario;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_controller::shard_of;
+use mcp_operator_store::{RedisArgs, Store};
 
 /// Timings of a replica group.
 #[derive(Clone, Debug)]
@@ -27,16 +36,95 @@ pub struct Timing {
     pub retry_period: Duration,
 }
 
+impl Default for Timing {
+    /// The operator's defaults (`mcp-operator controller --help`).
+    fn default() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(5),
+            renew_interval: Duration::from_secs(1),
+            retry_period: Duration::from_millis(500),
+        }
+    }
+}
+
 /// How to start replicas: the binary, the shard count, where the Leases
-/// live, Redis, and where logs go.
+/// live, Redis, who they are to the apiserver, and where logs go.
 #[derive(Clone, Debug)]
 pub struct Group {
     pub binary: PathBuf,
     pub shards: u32,
     pub lease_namespace: String,
-    pub redis_url: String,
+    pub redis: Redis,
     pub timing: Timing,
+    /// The kubeconfig replicas use; the environment's KUBECONFIG when
+    /// `None`. A ServiceAccount's kubeconfig shows its RBAC is enough.
+    pub kubeconfig: Option<PathBuf>,
     pub logs: PathBuf,
+}
+
+/// The Redis a group of replicas (and whoever checks on them) uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redis {
+    Single(String),
+    /// Seed URLs of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+impl Redis {
+    /// The testenv's single node (`MCP_REDIS_URL`) or cluster
+    /// (`MCP_REDIS_CLUSTER_URLS`).
+    pub fn from_testenv(cluster: bool) -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| format!("{name}: run inside the testenv"))
+        };
+        Ok(if cluster {
+            Redis::Cluster(
+                var("MCP_REDIS_CLUSTER_URLS")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        } else {
+            Redis::Single(var("MCP_REDIS_URL")?)
+        })
+    }
+
+    /// The operator's command-line flags for this Redis.
+    pub fn flags(&self) -> [String; 2] {
+        match self {
+            Redis::Single(url) => ["--redis-url".into(), url.clone()],
+            Redis::Cluster(urls) => ["--redis-cluster-urls".into(), urls.join(",")],
+        }
+    }
+
+    /// Every node URL given (one for a single node).
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Redis::Single(url) => vec![url.clone()],
+            Redis::Cluster(urls) => urls.clone(),
+        }
+    }
+
+    /// A connection pool for checks, through the operator's own store code
+    /// (so it follows cluster redirects and failovers), without a
+    /// meaningful rate limit.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let (redis_url, redis_cluster_urls) = match self {
+            Redis::Single(url) => (Some(url.clone()), Vec::new()),
+            Redis::Cluster(urls) => (None, urls.clone()),
+        };
+        let unlimited = NonZeroU32::MAX;
+        Ok(Store::new(
+            &RedisArgs {
+                redis_url,
+                redis_cluster_urls,
+                redis_pool_size: 8,
+                redis_qps: unlimited,
+                redis_burst: unlimited,
+            },
+            "mcp_chaos",
+        )?)
+    }
 }
 
 /// One running replica.
@@ -61,7 +149,11 @@ impl Group {
         let metrics_port = free_port()?;
         std::fs::create_dir_all(&self.logs)?;
         let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command
             .args(["controller", "--shards", &self.shards.to_string()])
             .args([
                 "--lease-namespace",
@@ -70,11 +162,12 @@ impl Group {
                 name,
             ])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--redis-url", &self.redis_url])
+            .args(self.redis.flags())
             .args(["--lease-duration", &seconds(self.timing.lease_duration)])
             .args(["--renew-interval", &seconds(self.timing.renew_interval)])
             .args(["--retry-period", &seconds(self.timing.retry_period)])
             // The testenv exports both Redis kinds; this group uses one.
+            .env_remove("MCP_REDIS_URL")
             .env_remove("MCP_REDIS_CLUSTER_URLS")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -102,7 +195,8 @@ impl Replica {
         Ok(())
     }
 
-    /// The value of a metric without labels, from the replica's /metrics.
+    /// The sum of every series of a metric (its only value when it has no
+    /// labels), from the replica's /metrics.
     pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
@@ -112,14 +206,31 @@ impl Replica {
         stream.read_to_string(&mut body)?;
         Ok(body
             .lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.rsplit_once('}')?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<f64>().ok()
             })
-            .unwrap_or(0.0))
+            .sum())
+    }
+}
+
+impl Replica {
+    /// Stops the replica as Kubernetes would: SIGTERM, so it releases its
+    /// Leases, then SIGKILL if it has not exited within `grace`.
+    pub fn stop(mut self, grace: Duration) -> anyhow::Result<()> {
+        self.signal("TERM")?;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 }
 
@@ -166,7 +277,7 @@ pub async fn holders(
 
 /// The replica that last wrote `server`'s catalog, from its fence.
 pub async fn writer(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut impl redis::aio::ConnectionLike,
     server: &ServerId,
 ) -> anyhow::Result<Option<String>> {
     let holder: Option<String> = redis::cmd("HGET")
@@ -205,4 +316,12 @@ pub fn logs_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| Path::new("target").to_path_buf(), PathBuf::from);
     target.join("chaos-logs").join(name)
+}
+
+/// Creates a namespace named `<prefix>-<random>` and returns its name.
+pub async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.generate_name = Some(format!("{prefix}-"));
+    Ok(api.create(&PostParams::default(), &ns).await?.name_any())
 }

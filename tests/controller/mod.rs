@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::AsyncCommands;
 use serde_json::json;
 
+pub use crate::support::condition;
 use crate::support::{self, WAIT, testenv_var};
 
 use crate::support::redis::redis_args;
@@ -142,40 +143,6 @@ impl Env {
     }
 }
 
-/// Waits until `kind/name` has condition `type_` with `status` and `reason`;
-/// returns its message.
-pub async fn condition<K>(
-    api: &Api<K>,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> String
-where
-    K: kube::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    let matches = |object: &K| {
-        let value = serde_json::to_value(object).expect("serializable");
-        value["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
-            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
-    };
-    let found = support::wait_for(api, name, |object: Option<&K>| {
-        object.and_then(&matches).is_some()
-    })
-    .await;
-    found.as_ref().and_then(matches).expect("the condition")
-}
-
 pub fn tool(name: &str, labels: serde_json::Value, service: &str) -> serde_json::Value {
     json!({
         "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
@@ -275,6 +242,18 @@ pub async fn every_kind_end_to_end(redis: Redis) {
     let url = format!("http://weather.{}.svc:8080/call", env.ns);
     assert_eq!(tool_message, format!("The backend is {url}."));
     condition(&env.api::<MCPServer>(), "red", "Ready", "True", "Ready").await;
+    // Ready can come before the prompt and the resource are checked and
+    // selected: wait for the catalog that serves all three.
+    support::wait_for(
+        &env.api::<MCPServer>(),
+        "red",
+        |server: Option<&MCPServer>| {
+            server
+                .and_then(|s| s.status.as_ref())
+                .is_some_and(|s| (s.prompt_count, s.resource_count) == (Some(1), Some(1)))
+        },
+    )
+    .await;
     let published = published_version(&env, "red", 1).await;
 
     // The catalog, computed independently from the objects in the API.
@@ -353,6 +332,21 @@ pub async fn every_kind_end_to_end(redis: Redis) {
         .expect("pod spec");
     assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(2));
     assert_eq!(pod.automount_service_account_token, Some(false));
+    // Routers run as an account of their own, with no token mounted.
+    assert_eq!(pod.service_account_name.as_deref(), Some("red-router"));
+    let account = env
+        .api::<ServiceAccount>()
+        .get("red-router")
+        .await
+        .expect("the router's service account");
+    assert_eq!(account.automount_service_account_token, Some(false));
+    // Owned by the server as its controller, so they go together.
+    let owner = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let owner = &meta.owner_references.as_ref().expect("an owner")[0];
+        (owner.kind.clone(), owner.name.clone(), owner.controller)
+    };
+    let red_server = ("MCPServer".to_owned(), "red".to_owned(), Some(true));
+    assert_eq!(owner(&account.metadata), red_server);
     let container = &pod.containers[0];
     assert_eq!(container.args.as_deref(), Some(&["router".to_owned()][..]));
     let security = container
@@ -390,15 +384,7 @@ pub async fn every_kind_end_to_end(redis: Redis) {
         probe_path(&container.readiness_probe).as_deref(),
         Some("/readyz")
     );
-    let owner = &deployment
-        .metadata
-        .owner_references
-        .as_ref()
-        .expect("owners")[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
-        ("MCPServer", "red", Some(true))
-    );
+    assert_eq!(owner(&deployment.metadata), red_server);
 
     let svc = env.api::<Service>().get("red").await.expect("service");
     let port = &svc

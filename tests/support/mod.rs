@@ -94,3 +94,37 @@ where
         .await
         .expect("apply")
 }
+
+/// Waits until `kind/name` has condition `type_` with `status` and `reason`;
+/// returns its message.
+pub async fn condition<K>(
+    api: &Api<K>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let matches = |object: &K| {
+        let value = serde_json::to_value(object).expect("serializable");
+        value["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_ && c["status"] == status && c["reason"] == reason)
+            .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+    };
+    let found = wait_for(api, name, |object: Option<&K>| {
+        object.and_then(&matches).is_some()
+    })
+    .await;
+    found.as_ref().and_then(matches).expect("the condition")
+}

@@ -9,6 +9,12 @@
 #                           wait until ready, print `export KUBECONFIG=...`
 #   controlplane.sh down    stop every process and remove the state directory
 #   controlplane.sh status  exit 0 when every component is up
+#   controlplane.sh restart-apiserver
+#                           kill -9 the apiserver (and its embedded etcd) and
+#                           start it again on the same state: a chaos fault
+#   controlplane.sh kubectl ARGS...
+#                           kubectl (built into the testenv binary, the
+#                           control plane's version) with the admin kubeconfig
 #
 # Configuration (so that two environments can run at once):
 #   TESTENV_DIR                 state root (default: <repo>/.testenv)
@@ -118,6 +124,26 @@ up() {
   # applied on every `up`, so that a regenerated CRD reaches a running cluster.
   "$bin" crds --dir "$state" "$here"/../../manifests/base/crds/*.yaml >&2
   echo "export KUBECONFIG=$state/kubeconfig"
+  echo "export TESTENV_KUBECTL=$here/kubectl.sh"
+}
+
+# The machine needs no kubectl of its own: tests build and apply the
+# Kustomize overlays with this one.
+kubectl() {
+  [ -f "$state/kubeconfig" ] || { log "the control plane is not up: run \`make testenv\` first"; exit 1; }
+  exec "$(testenv_binary)" kubectl --kubeconfig "$state/kubeconfig" "$@"
+}
+
+restart_apiserver() {
+  local bin pid
+  bin=$(testenv_binary)
+  if alive apiserver; then
+    pid=$(cat "$state/apiserver.pid")
+    kill -KILL "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  start apiserver "$bin" apiserver --dir "$state" --port "$apiserver_port"
+  wait_for 120 apiserver apiserver_ready
 }
 
 start_all() {
@@ -130,7 +156,12 @@ start_all() {
   wait_for 120 apiserver apiserver_ready
   start controller-manager "$bin" controller-manager --dir "$state" --port "$kcm_port"
   start scheduler "$bin" scheduler --dir "$state" --port "$scheduler_port"
+  # Node Leases as heartbeats: without them kwok updates node status only
+  # about once a minute, past the node monitor's grace period, so every
+  # node turns NotReady for a few seconds a minute and the pods caught in
+  # that window stay NotReady (their Deployments never become Available).
   start kwok "$kwok" --kubeconfig "$state/kubeconfig" \
+    --node-lease-duration-seconds=40 \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --server-address="127.0.0.1:$kwok_port"
@@ -143,5 +174,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver ;;
+  kubectl) shift; kubectl "$@" ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|kubectl ARGS..." >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@
 //	testenv scheduler --dir DIR [--port PORT]
 //	testenv nodes --dir DIR [--count N]
 //	testenv crds --dir DIR FILE...
+//	testenv kubectl ARGS...
 //
 // DIR holds the generated PKI, the admin token and the kubeconfig that every
 // other subcommand (and the tests) use.
@@ -36,6 +37,8 @@ func main() {
 		err = runNodes(os.Args[2:])
 	case "crds":
 		err = runCRDs(os.Args[2:])
+	case "kubectl":
+		err = runKubectl(os.Args[2:])
 	default:
 		usage()
 	}
@@ -46,6 +49,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testenv apiserver|controller-manager|scheduler|nodes|crds --dir DIR [flags]")
+	fmt.Fprintln(os.Stderr, "usage: testenv apiserver|controller-manager|scheduler|nodes|crds --dir DIR [flags] | kubectl ARGS...")
 	os.Exit(2)
 }

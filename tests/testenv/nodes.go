@@ -41,9 +41,11 @@ func runNodes(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("32"),
-		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("110"),
+		// Room for the load test's 1,000 router pods; kwok runs none of
+		// them, so capacity costs nothing.
+		corev1.ResourceCPU:    resource.MustParse("256"),
+		corev1.ResourceMemory: resource.MustParse("1Ti"),
+		corev1.ResourcePods:   resource.MustParse("1000"),
 	}
 	for i := range *count {
 		name := fmt.Sprintf("kwok-node-%d", i)

@@ -7,6 +7,11 @@
 #                    until ready, print the export lines on stdout
 #   redis.sh down    stop every node and remove the state directory
 #   redis.sh status  exit 0 when the single node and the whole cluster are up
+#   redis.sh kill-primary
+#                    a chaos fault: kill -9 a random cluster primary, wait
+#                    until its replica has taken over, start the node again
+#                    (it rejoins as a replica) and wait until the cluster is
+#                    whole; prints the port it killed
 #
 # Ports and state are configurable so that two environments can run at once:
 #   TESTENV_DIR                      state root (default: <repo>/.testenv)
@@ -76,6 +81,36 @@ nodes_answer() {
   for port in "${cluster_ports[@]}"; do [ "$(cli "$port" ping)" = PONG ] || return 1; done
 }
 
+cluster_node_args() {
+  echo --cluster-enabled yes --cluster-config-file "$state/$1/nodes.conf" --cluster-node-timeout 2000
+}
+
+# Every other node has marked `port` failed and serves all slots again.
+failed_over() {
+  local dead=$1 port
+  for port in "${cluster_ports[@]}"; do
+    [ "$port" = "$dead" ] && continue
+    cli "$port" cluster nodes | grep ":$dead@" | grep -q fail || return 1
+    cli "$port" cluster info | grep -q '^cluster_state:ok' || return 1
+  done
+}
+
+kill_primary() {
+  local victim="" port
+  for port in "${cluster_ports[@]}"; do
+    victim=$(cli "$port" cluster nodes |
+      awk '$3 ~ /master/ && $3 !~ /fail/ && $9 != "" { split($2, a, "[:@]"); print a[2] }' | shuf -n 1)
+    [ -n "$victim" ] && break
+  done
+  [ -n "$victim" ] || { log "no live primary found"; return 1; }
+  kill -KILL "$(cat "$state/$victim/redis.pid")"
+  wait_until 60 "a replica to take over from $victim" failed_over "$victim"
+  # shellcheck disable=SC2046 # the arguments are words by design
+  start_node "$victim" $(cluster_node_args "$victim")
+  wait_until 60 "the cluster to be whole again" cluster_up
+  echo "$victim"
+}
+
 exports() {
   local urls=() port
   for port in "${cluster_ports[@]}"; do urls+=("redis://127.0.0.1:$port"); done
@@ -108,8 +143,8 @@ up() {
   start_node "$single_port"
   local port
   for port in "${cluster_ports[@]}"; do
-    start_node "$port" --cluster-enabled yes --cluster-config-file "$state/$port/nodes.conf" \
-      --cluster-node-timeout 2000
+    # shellcheck disable=SC2046 # the arguments are words by design
+    start_node "$port" $(cluster_node_args "$port")
   done
   wait_until 30 "the single node" single_up
   wait_until 30 "the cluster nodes" nodes_answer
@@ -125,5 +160,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  kill-primary) kill_primary ;;
+  *) echo "usage: $0 up|down|status|kill-primary" >&2; exit 2 ;;
 esac

@@ -25,7 +25,8 @@ down() {
 run() {
   [ "${1:-}" = "--" ] && shift
   [ "$#" -gt 0 ] || { echo "testenv.sh run: no command given" >&2; exit 2; }
-  local started=()
+  # Global, not local: the EXIT trap that reads it runs after run() returns.
+  started=()
   for c in "${components[@]}"; do
     "$here/$c.sh" status || started+=("$c")
   done

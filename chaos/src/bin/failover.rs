@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::report::{quantile, today, write_section};
-use mcp_operator_chaos::{Group, Replica, Timing, holders, logs_dir, poll, shard, writer};
+use mcp_operator_chaos::{
+    Group, Redis, Replica, Timing, holders, logs_dir, namespace, poll, shard, writer,
+};
 use serde_json::json;
 
 const SHARDS: u32 = 16;
@@ -41,17 +42,14 @@ async fn main() -> anyhow::Result<()> {
         .get_multiplexed_async_connection()
         .await?;
     let lease_namespace = namespace(&client, "failover-leases").await?;
-    let timing = Timing {
-        lease_duration: Duration::from_secs(5),
-        renew_interval: Duration::from_secs(1),
-        retry_period: Duration::from_millis(500),
-    };
+    let timing = Timing::default();
     let group = Group {
         binary: binary.into(),
         shards: SHARDS,
         lease_namespace: lease_namespace.clone(),
-        redis_url,
+        redis: Redis::Single(redis_url.clone()),
         timing: timing.clone(),
+        kubeconfig: None,
         logs: logs_dir(&lease_namespace),
     };
     let mut servers = Vec::new();
@@ -183,13 +181,6 @@ async fn settle(
         }
     })
     .await
-}
-
-async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let mut ns = Namespace::default();
-    ns.metadata.generate_name = Some(format!("{prefix}-"));
-    Ok(api.create(&PostParams::default(), &ns).await?.name_any())
 }
 
 async fn server(client: &Client) -> anyhow::Result<ServerId> {

@@ -238,6 +238,14 @@ async fn apply_workload(
 ) -> Result<Deployment, Error> {
     let namespace = server.namespace().unwrap_or_default();
     let name = server.name_any();
+    // The account first: the Deployment's pods cannot be created without it.
+    server_side_apply(
+        ctx,
+        &namespace,
+        &workload::service_account_name(server),
+        &workload.service_account,
+    )
+    .await?;
     let deployment = server_side_apply(ctx, &namespace, &name, &workload.deployment).await?;
     server_side_apply(ctx, &namespace, &name, &workload.service).await?;
     apply_or_remove::<Ingress>(ctx, &namespace, &name, workload.ingress.as_ref()).await?;

@@ -1,12 +1,12 @@
-//! The objects that run an MCPServer's routers: a Deployment, a Service,
-//! an Ingress when asked, and a PodDisruptionBudget when there is more than
-//! one replica. Pure: built from the server and the operator's settings, and
+//! The objects that run an MCPServer's routers: a ServiceAccount, a
+//! Deployment, a Service, an Ingress when asked, and a PodDisruptionBudget
+//! when there is more than one replica. Pure: built from the server and the operator's settings, and
 //! applied by the server reconciler with server-side apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -32,6 +32,10 @@ pub struct RouterSettings {
 /// Everything applied for one MCPServer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {
+    /// The routers' own identity, with no API rights and no token mounted:
+    /// routers read only Redis, so a compromised router gets nothing from
+    /// the cluster (not even the namespace's default account).
+    pub service_account: ServiceAccount,
     pub deployment: Deployment,
     pub service: Service,
     pub ingress: Option<Ingress>,
@@ -52,6 +56,11 @@ pub fn labels(server: &MCPServer) -> BTreeMap<String, String> {
             "mcp-operator".to_owned(),
         ),
     ])
+}
+
+/// The name of a server's router ServiceAccount.
+pub fn service_account_name(server: &MCPServer) -> String {
+    format!("{}-router", server.name_any())
 }
 
 fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
@@ -80,6 +89,19 @@ pub fn build(
         "ownerReferences": [owner],
     });
     let selector = selector_labels(server);
+    let service_account_name = service_account_name(server);
+
+    let service_account = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": service_account_name,
+            "namespace": namespace,
+            "labels": labels(server),
+            "ownerReferences": [owner],
+        },
+        "automountServiceAccountToken": false,
+    }))?;
 
     let mut env = vec![
         json!({"name": "MCP_SERVER", "value": format!("{namespace}/{name}")}),
@@ -121,6 +143,7 @@ pub fn build(
             "template": {
                 "metadata": {"labels": labels(server)},
                 "spec": {
+                    "serviceAccountName": service_account_name,
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
                     "securityContext": {
@@ -209,6 +232,7 @@ pub fn build(
         .transpose()?;
 
     Ok(Workload {
+        service_account,
         deployment,
         service,
         ingress,
@@ -268,6 +292,7 @@ mod tests {
         let secrets = BTreeSet::from(["weather-token".to_owned()]);
         let workload = build(&server, &owner, &settings, &secrets).expect("a workload");
         let documents = [
+            serde_yaml_ng::to_string(&workload.service_account),
             serde_yaml_ng::to_string(&workload.deployment),
             serde_yaml_ng::to_string(&workload.service),
             serde_yaml_ng::to_string(&workload.ingress),

@@ -1,0 +1,252 @@
+//! Load test: a large population of MCP resources, converged by 1, 2 and 4
+//! operator replicas in turn, measured against the apiserver's own status
+//! write ceiling, then a churn phase. `make loadtest` runs it at the
+//! default size and writes docs/benchmarks.md; `tests/loadtest.rs` runs it
+//! at a smoke size so the harness cannot rot.
+
+pub mod ceiling;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use mcp_operator_chaos::churn::{self, Churn};
+use mcp_operator_chaos::converge::Observer;
+use mcp_operator_chaos::kinds::Kind;
+use mcp_operator_chaos::population::{self, Population, Sizes};
+use mcp_operator_chaos::report::{quantile, today};
+use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
+
+/// How long a stopped replica may take to release its Leases and exit.
+const GRACE: Duration = Duration::from_secs(15);
+
+/// What to run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// The mcp-operator binary (a release build for real numbers).
+    #[arg(long)]
+    pub binary: PathBuf,
+    /// Replica counts to converge the population with, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub replicas: Vec<usize>,
+    #[command(flatten)]
+    pub sizes: Sizes,
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+    /// Status writes in flight for the ceiling client: the operator's
+    /// default reconcile concurrency.
+    #[arg(long, default_value_t = 16)]
+    pub ceiling_concurrency: usize,
+    /// Tool changes per second in the churn phase (with the most replicas).
+    #[arg(long, default_value_t = 20)]
+    pub churn_rate: u32,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub churn_duration: Duration,
+    /// Longest a run may take to converge.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub limit: Duration,
+}
+
+/// What one replica count measured.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub replicas: usize,
+    pub objects: usize,
+    pub converged_in: Duration,
+    /// Reconciles of each replica, from its metrics.
+    pub reconciles: Vec<f64>,
+    /// Apiserver requests during the run, not counting the load test's own.
+    pub apiserver_requests: f64,
+    pub peak_rss: Vec<u64>,
+    pub cpu_seconds: Vec<f64>,
+    /// Status writes per second a plain client reached on the same objects.
+    pub ceiling: f64,
+    pub churn: Option<Churn>,
+}
+
+impl Run {
+    /// Objects converged per second.
+    pub fn throughput(&self) -> f64 {
+        self.objects as f64 / self.converged_in.as_secs_f64().max(0.001)
+    }
+}
+
+/// Runs every replica count in turn; each gets a fresh population, deleted
+/// afterwards.
+pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Result<Vec<Run>> {
+    let mut observer = Observer::new(client.clone(), redis)?;
+    let stamp = std::process::id();
+    // Leases live outside the populations, which are deleted between runs.
+    let leases = namespace(client, "load-leases").await?;
+    let mut runs = Vec::new();
+    for (index, &replicas) in config.replicas.iter().enumerate() {
+        let name = format!("load-{stamp}-r{replicas}");
+        eprintln!(
+            "loadtest: {replicas} replica(s): creating {} objects",
+            config.sizes.objects()
+        );
+        let population = population::create(client, &name, config.sizes).await?;
+        let group = Group {
+            binary: config.binary.clone(),
+            kubeconfig: None,
+            shards: config.shards,
+            lease_namespace: leases.clone(),
+            redis: redis.clone(),
+            timing: Timing::default(),
+            logs: logs_dir(&name),
+        };
+        let churn = (index + 1 == config.replicas.len()).then_some(());
+        let measured =
+            converge_with(config, &mut observer, &group, &population, replicas, churn).await;
+        // Servers carry a finalizer: an operator must run while they go.
+        let cleaner = group.start("cleanup")?;
+        population::delete(client, &population).await?;
+        population::wait_deleted(client, &population, config.limit).await?;
+        cleaner.stop(GRACE)?;
+        let measured = measured?;
+        eprintln!(
+            "loadtest: {replicas} replica(s): converged {} objects in {:.1} s",
+            measured.objects,
+            measured.converged_in.as_secs_f64()
+        );
+        runs.push(measured);
+    }
+    Api::<DynamicObject>::all_with(client.clone(), &Kind::Namespace.resource())
+        .delete(&leases, &Default::default())
+        .await?;
+    Ok(runs)
+}
+
+async fn converge_with(
+    config: &Config,
+    observer: &mut Observer,
+    group: &Group,
+    population: &Population,
+    replicas: usize,
+    churn: Option<()>,
+) -> anyhow::Result<Run> {
+    let before = apiserver_requests(&observer.client).await?;
+    let own_before = observer.requests;
+    let started = Instant::now();
+    let group_replicas: Vec<Replica> = (0..replicas)
+        .map(|i| group.start(&format!("r{i}")))
+        .collect::<Result<_, _>>()?;
+    let last = observer
+        .wait_converged(population, started, config.limit)
+        .await
+        .with_context(|| format!("logs in {}", group.logs.display()))?;
+    let converged_in = started.elapsed();
+    let after = apiserver_requests(&observer.client).await?;
+    let own = (observer.requests - own_before) as f64;
+
+    let churn = match churn {
+        Some(()) => Some(
+            churn::run(
+                observer,
+                &group.redis,
+                population,
+                config.churn_rate,
+                config.churn_duration,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let mut reconciles = Vec::new();
+    let mut peak_rss = Vec::new();
+    let mut cpu_seconds = Vec::new();
+    for replica in &group_replicas {
+        reconciles.push(replica.metric("mcp_operator_reconciles_total")?);
+        peak_rss.push(process::peak_rss(replica.child.id())?);
+        cpu_seconds.push(process::cpu_seconds(replica.child.id())?);
+    }
+    for replica in group_replicas {
+        replica.stop(GRACE)?;
+    }
+    let ceiling =
+        ceiling::status_writes(observer, &population.run, config.ceiling_concurrency).await?;
+    Ok(Run {
+        replicas,
+        objects: last.objects,
+        converged_in,
+        reconciles,
+        apiserver_requests: (after - before - own).max(0.0),
+        peak_rss,
+        cpu_seconds,
+        ceiling,
+        churn,
+    })
+}
+
+/// Requests the apiserver has served since it started, from its metrics.
+async fn apiserver_requests(client: &Client) -> anyhow::Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client
+        .request_text(request)
+        .await
+        .context("reading the apiserver's /metrics")?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
+}
+
+/// The report section of a load test.
+pub fn markdown(config: &Config, runs: &[Run]) -> String {
+    let s = config.sizes;
+    let mut out = format!(
+        "## Convergence at scale\n\n\
+         `make loadtest` (loadtest/): {} MCPTools, {} MCPPrompts, {} MCPResources and {} MCPServers (one router replica each) \
+         over {} namespaces, {} shards; each replica count converges a fresh population from a cold start. Converged means every \
+         object Ready with `observedGeneration == generation` and every server's catalog in Redis holding exactly its members. \
+         The ceiling is a plain client writing one status to each of the same objects, {} at a time, on the same apiserver in \
+         the same run. Measured {}.\n\n\
+         | replicas | converged in | objects/s | ceiling (writes/s) | ratio | reconciles/s | reconciles per replica (max) | apiserver requests/object | peak RSS (max) | CPU s (sum) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        s.tools,
+        s.prompts,
+        s.resources,
+        s.servers,
+        s.namespaces,
+        config.shards,
+        config.ceiling_concurrency,
+        today()
+    );
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    for run in runs {
+        let seconds = run.converged_in.as_secs_f64();
+        let reconciles: f64 = run.reconciles.iter().sum();
+        out.push_str(&format!(
+            "| {} | {:.1} s | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.1} | {:.0} MiB | {:.1} |\n",
+            run.replicas,
+            seconds,
+            run.throughput(),
+            run.ceiling,
+            100.0 * run.throughput() / run.ceiling.max(0.001),
+            reconciles / seconds.max(0.001),
+            max(&run.reconciles),
+            run.apiserver_requests / run.objects.max(1) as f64,
+            run.peak_rss.iter().copied().max().unwrap_or(0) as f64 / (1024.0 * 1024.0),
+            run.cpu_seconds.iter().sum::<f64>(),
+        ));
+    }
+    if let Some((run, churn)) = runs.iter().find_map(|r| r.churn.as_ref().map(|c| (r, c))) {
+        out.push_str(&format!(
+            "\nChurn with {} replica(s): {} tool changes at {}/s over {:?} (descriptions; every fourth also moves the tool \
+             to another server). Change → catalog published: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; not seen published \
+             within 15 s: {}.\n",
+            run.replicas,
+            churn.changes,
+            config.churn_rate,
+            config.churn_duration,
+            quantile(&churn.published, 0.5).as_secs_f64() * 1000.0,
+            quantile(&churn.published, 0.99).as_secs_f64() * 1000.0,
+            churn.published.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+            churn.missed,
+        ));
+    }
+    out
+}

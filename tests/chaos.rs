@@ -1,0 +1,76 @@
+//! The chaos scenarios at smoke size, against the real apiserver and Redis:
+//! replicas killed, replicas restarted one by one, the apiserver killed and
+//! restarted, and a Redis Cluster primary killed, each while a client
+//! churns tools; afterwards everything has converged and no server was left
+//! written by a replica that lost its shard. `make chaos` runs them at full
+//! size and repeats them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mcp_operator_chaos::converge::Observer;
+use mcp_operator_chaos::population::Sizes;
+use mcp_operator_chaos::scenario::{self, Fault, Plan, Testenv};
+use mcp_operator_chaos::{Group, Redis, Timing, logs_dir};
+
+mod support;
+
+#[tokio::test]
+async fn faults_during_churn_leave_everything_converged_and_fenced() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let lease_namespace = support::namespace(&client, "chaos-leases").await;
+    let group = |redis: Redis| Group {
+        binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
+        kubeconfig: None,
+        shards: 4,
+        lease_namespace: lease_namespace.clone(),
+        redis,
+        timing: Timing {
+            lease_duration: Duration::from_secs(3),
+            renew_interval: Duration::from_millis(500),
+            retry_period: Duration::from_millis(250),
+        },
+        logs: logs_dir("chaos-smoke"),
+    };
+    let plan = Plan {
+        sizes: Sizes {
+            tools: 8,
+            prompts: 2,
+            resources: 2,
+            servers: 2,
+            namespaces: 2,
+        },
+        replicas: 2,
+        duration: Duration::from_secs(8),
+        interval: Duration::from_secs(3),
+        churn_rate: 4,
+        limit: Duration::from_secs(120),
+    };
+    let testenv = Testenv::of(Path::new(env!("CARGO_MANIFEST_DIR")));
+    for fault in [
+        Fault::Kill,
+        Fault::Rolling,
+        Fault::Apiserver,
+        Fault::RedisPrimary,
+    ] {
+        let redis = Redis::from_testenv(fault.needs_cluster()).expect("the testenv's Redis");
+        let mut observer = Observer::new(client.clone(), &redis).expect("a Redis pool");
+        let outcome = scenario::run(fault, &plan, &group(redis), &mut observer, &testenv)
+            .await
+            .unwrap_or_else(|e| panic!("{fault:?}: {e:#}"));
+        // A restart of the apiserver or a Redis failover outlasts the
+        // interval: one fits in the run.
+        let expected_faults = match fault {
+            Fault::Kill | Fault::Rolling => 2,
+            Fault::Apiserver | Fault::RedisPrimary => 1,
+        };
+        assert!(outcome.faults >= expected_faults, "{outcome:?}");
+        assert!(outcome.churn.changes > 0, "{outcome:?}");
+        assert_eq!(outcome.stale_writers, 0, "{outcome:?}");
+        if fault != Fault::Apiserver {
+            // Only an unreachable apiserver may refuse the client's changes.
+            assert_eq!(outcome.churn.errors, 0, "{outcome:?}");
+        }
+    }
+}

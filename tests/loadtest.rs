@@ -1,0 +1,59 @@
+//! The load test at smoke size, against the real apiserver and Redis: one
+//! and two operator replicas each converge a small population, the ceiling
+//! client writes, and a short churn phase sees every change published. Keeps
+//! the harness working; `make loadtest` runs it at full size.
+
+use std::time::Duration;
+
+use mcp_operator_chaos::Redis;
+use mcp_operator_chaos::population::Sizes;
+use mcp_operator_loadtest::{Config, markdown, run};
+
+mod support;
+
+#[tokio::test]
+async fn smoke_population_converges_and_churn_is_published() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let redis = Redis::from_testenv(false).expect("the testenv's Redis");
+    let config = Config {
+        binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
+        replicas: vec![1, 2],
+        sizes: Sizes {
+            tools: 12,
+            prompts: 4,
+            resources: 4,
+            servers: 4,
+            namespaces: 2,
+        },
+        shards: 4,
+        ceiling_concurrency: 4,
+        churn_rate: 5,
+        churn_duration: Duration::from_secs(2),
+        limit: Duration::from_secs(120),
+    };
+    let runs = run(&config, &client, &redis).await.expect("load test");
+
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        assert_eq!(r.objects, config.sizes.objects(), "{r:?}");
+        assert_eq!(r.reconciles.len(), r.replicas);
+        assert!(
+            r.reconciles.iter().sum::<f64>() >= r.objects as f64,
+            "{r:?}"
+        );
+        assert!(
+            r.ceiling > 0.0 && r.peak_rss.iter().all(|&rss| rss > 0),
+            "{r:?}"
+        );
+    }
+    let churn = runs[1]
+        .churn
+        .as_ref()
+        .expect("churn with the last replica count");
+    assert!(churn.changes > 0);
+    assert_eq!(churn.missed, 0, "changes never published: {churn:?}");
+    assert_eq!(churn.published.len(), churn.changes);
+    let report = markdown(&config, &runs);
+    assert!(report.contains("| 2 |"), "{report}");
+}
