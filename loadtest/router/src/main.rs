@@ -125,24 +125,11 @@ async fn main() -> anyhow::Result<()> {
     let mcp_url = format!("{base}/mcp");
     let through_router = move |http: reqwest::Client, worker: usize| {
         let (url, body, session) = (mcp_url.clone(), call.clone(), sessions[worker].clone());
-        async move {
-            let response = http
-                .post(&url)
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2025-11-25")
-                .header("mcp-session-id", session)
-                .json(&body)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "router: HTTP {}",
-                response.status()
-            );
-            let text = response.text().await?;
-            anyhow::ensure!(text.contains("\"isError\":false"), "router: {text}");
-            Ok(())
-        }
+        let request = http
+            .post(url)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", session);
+        call_tool(request, body)
     };
 
     // The same call as a self-contained 2026-07-28 request: no session,
@@ -156,25 +143,12 @@ async fn main() -> anyhow::Result<()> {
     let (stateless_url, name) = (format!("{base}/mcp"), tool.clone());
     let stateless = move |http: reqwest::Client, _worker: usize| {
         let (url, body, name) = (stateless_url.clone(), stateless_call.clone(), name.clone());
-        async move {
-            let response = http
-                .post(&url)
-                .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", "2026-07-28")
-                .header("mcp-method", "tools/call")
-                .header("mcp-name", name)
-                .json(&body)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "router: HTTP {}",
-                response.status()
-            );
-            let text = response.text().await?;
-            anyhow::ensure!(text.contains("\"isError\":false"), "router: {text}");
-            Ok(())
-        }
+        let request = http
+            .post(url)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", name);
+        call_tool(request, body)
     };
 
     // Warm every path (connections, caches), then measure each in turn.
@@ -209,6 +183,23 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.report {
         write_section(path, "router", &section)?;
     }
+    Ok(())
+}
+
+/// Sends a tools/call through the router; it must succeed.
+async fn call_tool(request: reqwest::RequestBuilder, body: Value) -> anyhow::Result<()> {
+    let response = request
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "router: HTTP {}",
+        response.status()
+    );
+    let text = response.text().await?;
+    anyhow::ensure!(text.contains("\"isError\":false"), "router: {text}");
     Ok(())
 }
 
