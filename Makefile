@@ -14,7 +14,7 @@ BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
-.PHONY: help build image crds lint fmt testenv testenv-down test chaos loadtest
+.PHONY: help build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,8 +44,11 @@ testenv: ## Start the control plane and Redis; prints lines to eval
 testenv-down: ## Stop the control plane and Redis and remove their state
 	@$(TESTENV) down
 
-test: lint ## Everything: unit tests, and integration tests against the testenv
-	$(TESTENV) run -- $(CARGO) test --workspace --all-targets
+test: lint ## Everything: unit tests, integration tests and real MCP clients against the testenv
+	$(TESTENV) run -- bash -c '$(CARGO) test --workspace --all-targets && tests/mcp/run.sh'
+
+test-mcp: ## Real MCP clients (Python SDK, official conformance suite) against a router
+	$(TESTENV) run -- tests/mcp/run.sh
 
 chaos: ## Failover benchmark and chaos scenarios; writes docs/benchmarks.md and docs/chaos.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-chaos
@@ -56,3 +59,7 @@ chaos: ## Failover benchmark and chaos scenarios; writes docs/benchmarks.md and 
 loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; writes docs/benchmarks.md
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
 	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
+
+loadtest-router: ## tools/call through the router vs directly, and router RSS; writes docs/benchmarks.md
+	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest-router
+	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/router-bench --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md

@@ -25,6 +25,14 @@ enum Command {
         #[command(flatten)]
         log: telemetry::LogArgs,
     },
+    /// Serve one MCPServer's catalog from Redis over MCP Streamable HTTP,
+    /// forwarding tool calls to their backends.
+    Router {
+        #[command(flatten)]
+        args: Box<mcp_operator_router::RouterArgs>,
+        #[command(flatten)]
+        log: telemetry::LogArgs,
+    },
     /// Print every CustomResourceDefinition as YAML, or write one file per CRD.
     Crds {
         /// Write `<plural>.<group>.yaml` files into this directory instead
@@ -53,6 +61,9 @@ fn main() -> ExitCode {
         Command::Crds { out_dir, reference } => crds::run(out_dir.as_deref(), reference),
         Command::Controller { args, log } => {
             serve(&log, |metrics| mcp_operator_controller::run(*args, metrics))
+        }
+        Command::Router { args, log } => {
+            serve(&log, |metrics| mcp_operator_router::run(*args, metrics))
         }
     };
     match result {

@@ -20,43 +20,15 @@ use mcp_operator_catalog::{
     ServerInfo, Source, Tool, keys,
 };
 use mcp_operator_controller::{ControllerArgs, ShardingArgs};
-use mcp_operator_store::RedisArgs;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::AsyncCommands;
 use serde_json::json;
-use std::num::NonZeroU32;
 
 pub use crate::support::condition;
 use crate::support::{self, WAIT, testenv_var};
 
-/// Which Redis the binary's controller publishes to.
-#[derive(Clone, Copy)]
-pub enum Redis {
-    Single,
-    Cluster,
-}
-
-/// Redis flags for one kind, built directly: clap would also read the
-/// testenv's MCP_REDIS_* variables and see both kinds at once.
-fn redis_args(redis: Redis) -> RedisArgs {
-    let (url, cluster) = match redis {
-        Redis::Single => (Some(testenv_var("MCP_REDIS_URL")), vec![]),
-        Redis::Cluster => (
-            None,
-            testenv_var("MCP_REDIS_CLUSTER_URLS")
-                .split(',')
-                .map(str::to_owned)
-                .collect(),
-        ),
-    };
-    RedisArgs {
-        redis_url: url,
-        redis_cluster_urls: cluster,
-        redis_pool_size: 8,
-        redis_qps: NonZeroU32::new(1000).expect("non-zero"),
-        redis_burst: NonZeroU32::new(200).expect("non-zero"),
-    }
-}
+use crate::support::redis::redis_args;
+pub use crate::support::redis::{Redis, redis};
 
 /// Sharding flags as the defaults, with Leases in `namespace`.
 pub fn sharding(namespace: String) -> ShardingArgs {
@@ -104,15 +76,6 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
             handle
         })
         .clone()
-}
-
-/// A Redis connection of the same kind as the controller's.
-pub async fn redis(redis: Redis) -> mcp_operator_store::Connection {
-    mcp_operator_store::Store::new(&redis_args(redis), "test")
-        .expect("a store")
-        .get()
-        .await
-        .expect("a Redis connection")
 }
 
 pub struct Env {

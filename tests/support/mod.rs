@@ -3,6 +3,8 @@
 //! that watch for a condition instead of sleeping.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod redis;
+
 use std::fmt::Debug;
 use std::time::Duration;
 

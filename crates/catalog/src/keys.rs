@@ -29,6 +29,18 @@ pub fn channel(server: &ServerId) -> String {
     format!("mcp:{{{server}}}:invalidate")
 }
 
+/// One MCP session of the server's routers (JSON of rmcp's session state,
+/// with a TTL), so any router replica can serve any session.
+pub fn session(server: &ServerId, session_id: &str) -> String {
+    format!("mcp:{{{server}}}:session:{session_id}")
+}
+
+/// The pub/sub channel on which a router announces the id of a session a
+/// client ended (DELETE), so that every replica drops its copy.
+pub fn sessions_channel(server: &ServerId) -> String {
+    format!("mcp:{{{server}}}:sessions")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +63,8 @@ mod tests {
             version(&server),
             fence(&server),
             channel(&server),
+            session(&server, "a-session"),
+            sessions_channel(&server),
         ];
         assert!(
             keys.iter().all(|k| hash_tag(k) == "team-a/weather"),

@@ -1,0 +1,131 @@
+//! The HTTP server: /mcp (rmcp's Streamable HTTP service behind the
+//! guard, auth and limits), /healthz, /readyz and /metrics. Every request
+//! runs in a tracing span.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::args::LimitArgs;
+use crate::auth::Auth;
+use crate::catalog::CatalogState;
+use crate::guard::Guard;
+use crate::mcp::{Session, Shared};
+use crate::metrics;
+use crate::session::RedisSessions;
+
+/// What the HTTP layer needs besides the MCP handler.
+pub struct Parts {
+    pub shared: Arc<Shared>,
+    /// This replica's sessions.
+    pub local_sessions: Arc<LocalSessionManager>,
+    /// All replicas' sessions.
+    pub sessions: RedisSessions,
+    pub guard: Guard,
+    pub auth: Auth,
+    pub limits: LimitArgs,
+    pub metrics: PrometheusHandle,
+    pub shutdown: CancellationToken,
+}
+
+struct Gate {
+    guard: Guard,
+    auth: Auth,
+}
+
+pub fn app(parts: Parts) -> Router {
+    let Parts {
+        shared,
+        local_sessions,
+        sessions,
+        guard,
+        auth,
+        limits,
+        metrics: prometheus,
+        shutdown,
+    } = parts;
+    let state = shared.state.clone();
+    let config = StreamableHttpServerConfig::default()
+        // Host and Origin are checked by the guard, which knows wildcards.
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_max_request_body_bytes(limits.max_request_bytes)
+        // Stateless (2026-07-28) answers as plain JSON when nothing is
+        // streamed before the result: one write instead of an SSE stream.
+        .with_json_response(true)
+        .with_cancellation_token(shutdown);
+    let mut config = config;
+    config.session_store = Some(Arc::new(sessions));
+    let mcp = StreamableHttpService::new(
+        move || Ok(Session::new(shared.clone())),
+        local_sessions,
+        config,
+    );
+    let gate = Arc::new(Gate { guard, auth });
+    let mcp = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(gate, admit))
+        .layer(middleware::from_fn(count_refusals))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests.max(1),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .service(mcp);
+    Router::new()
+        .route_service("/mcp", mcp)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready).with_state(state))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        )
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Host/Origin first (403 before anything else), then authentication.
+async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if let Err((status, reason)) = gate.guard.check(request.headers()) {
+        metrics::refused(reason);
+        tracing::debug!(reason, "refused by the host/origin guard");
+        return (status, format!("{reason} not allowed")).into_response();
+    }
+    if let Err(refusal) = gate.auth.check(request.headers()).await {
+        metrics::refused("auth");
+        tracing::debug!(?refusal, "refused: not authenticated");
+        return refusal.into_response();
+    }
+    next.run(request).await
+}
+
+/// Counts the limits' refusals.
+async fn count_refusals(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    match response.status() {
+        StatusCode::REQUEST_TIMEOUT => metrics::refused("timeout"),
+        StatusCode::PAYLOAD_TOO_LARGE => metrics::refused("body_too_large"),
+        _ => {}
+    }
+    response
+}
+
+async fn ready(State(state): State<CatalogState>) -> Response {
+    match (state.is_ready(), state.is_stale()) {
+        (true, false) => "ready".into_response(),
+        (true, true) => "ready (Redis unreachable: serving the last good catalog)".into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "no catalog loaded yet").into_response(),
+    }
+}

@@ -1,0 +1,66 @@
+//! The testenv's Redis, single node or cluster, for tests that publish
+//! catalogs or start processes that read them.
+
+use std::num::NonZeroU32;
+
+use mcp_operator_store::RedisArgs;
+
+use super::testenv_var;
+
+/// Which of the testenv's Redis deployments a test binary uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Redis {
+    Single,
+    Cluster,
+}
+
+impl Redis {
+    /// The environment variable a child process reads this Redis from, its
+    /// value, and the variable of the other kind, which the child must not
+    /// see (clap refuses both at once).
+    pub fn env(self) -> (&'static str, String, &'static str) {
+        match self {
+            Self::Single => (
+                "MCP_REDIS_URL",
+                testenv_var("MCP_REDIS_URL"),
+                "MCP_REDIS_CLUSTER_URLS",
+            ),
+            Self::Cluster => (
+                "MCP_REDIS_CLUSTER_URLS",
+                testenv_var("MCP_REDIS_CLUSTER_URLS"),
+                "MCP_REDIS_URL",
+            ),
+        }
+    }
+}
+
+/// Redis flags for one kind, built directly: clap would also read the
+/// testenv's MCP_REDIS_* variables and see both kinds at once.
+pub fn redis_args(redis: Redis) -> RedisArgs {
+    let (url, cluster) = match redis {
+        Redis::Single => (Some(testenv_var("MCP_REDIS_URL")), vec![]),
+        Redis::Cluster => (
+            None,
+            testenv_var("MCP_REDIS_CLUSTER_URLS")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+        ),
+    };
+    RedisArgs {
+        redis_url: url,
+        redis_cluster_urls: cluster,
+        redis_pool_size: 8,
+        redis_qps: NonZeroU32::new(1000).expect("non-zero"),
+        redis_burst: NonZeroU32::new(200).expect("non-zero"),
+    }
+}
+
+/// A Redis connection of the given kind.
+pub async fn redis(redis: Redis) -> mcp_operator_store::Connection {
+    mcp_operator_store::Store::new(&redis_args(redis), "test")
+        .expect("a store")
+        .get()
+        .await
+        .expect("a Redis connection")
+}
