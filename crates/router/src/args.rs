@@ -1,7 +1,7 @@
 //! The router's command-line flags; each also reads the environment
 //! variable the operator's Deployment sets (crates/controller/src/workload.rs).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +28,13 @@ pub struct RouterArgs {
         default_value = "/var/run/secrets/kubemcp.io/backends"
     )]
     pub secrets_dir: PathBuf,
+
+    /// Sends requests for a backend host to this address instead of
+    /// resolving its name, as curl's --resolve (HOST=IP, repeatable or
+    /// comma-separated; the URL's port is kept). For a router outside the
+    /// cluster, where Service names do not resolve: `make demo` uses it.
+    #[arg(long = "resolve", env = "MCP_RESOLVE", value_delimiter = ',', value_parser = parse_resolve)]
+    pub resolve: Vec<(String, IpAddr)>,
 
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -149,9 +156,22 @@ pub fn parse_server(value: &str) -> Result<ServerId, String> {
     }
 }
 
+fn parse_resolve(value: &str) -> Result<(String, IpAddr), String> {
+    let (host, address) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected HOST=IP, got {value:?}"))?;
+    let address = address
+        .parse()
+        .map_err(|e| format!("{address:?} is not an IP address: {e}"))?;
+    if host.is_empty() {
+        return Err(format!("expected HOST=IP, got {value:?}"));
+    }
+    Ok((host.to_owned(), address))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_server;
+    use super::{parse_resolve, parse_server};
 
     #[test]
     fn server_is_namespace_slash_name() {
@@ -159,6 +179,18 @@ mod tests {
         assert_eq!(server.to_string(), "team-a/weather");
         for bad in ["weather", "/weather", "team-a/", "a/b/c", ""] {
             assert!(parse_server(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn resolve_is_host_equals_ip() {
+        let (host, ip) = parse_resolve("weather.team-a.svc=127.0.0.2").expect("valid");
+        assert_eq!(
+            (host.as_str(), ip.to_string().as_str()),
+            ("weather.team-a.svc", "127.0.0.2")
+        );
+        for bad in ["weather.svc", "=127.0.0.1", "weather.svc=localhost", ""] {
+            assert!(parse_resolve(bad).is_err(), "{bad:?} must be refused");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! keep-alive HTTP client, a timeout per attempt, retries only where a
 //! repeat is safe, and a cap on the response size.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -43,8 +44,19 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 }
 
 impl Forwarder {
-    pub fn new(secrets: Secrets, max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let client = client_builder()
+    /// `resolve` pins backend host names to addresses (`--resolve`).
+    pub fn new(
+        secrets: Secrets,
+        max_response_bytes: usize,
+        resolve: &[(String, IpAddr)],
+    ) -> Result<Self, reqwest::Error> {
+        let pinned = resolve
+            .iter()
+            .fold(client_builder(), |builder, (host, ip)| {
+                // reqwest keeps the URL's port; the one given here is ignored.
+                builder.resolve(host, SocketAddr::new(*ip, 0))
+            });
+        let client = pinned
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)

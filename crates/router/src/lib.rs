@@ -62,6 +62,7 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
     let forwarder = forward::Forwarder::new(
         secrets::Secrets::new(args.secrets_dir.clone()),
         args.limits.max_response_bytes,
+        &args.resolve,
     )
     .context("building the backend HTTP client")?;
     let shared = Arc::new(mcp::Shared {

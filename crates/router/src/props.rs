@@ -87,6 +87,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
                 forwarder: crate::forward::Forwarder::new(
                     crate::secrets::Secrets::new(std::env::temp_dir()),
                     4096,
+                    &[],
                 )
                 .expect("a client"),
                 page_size: 1,
