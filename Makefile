@@ -14,10 +14,16 @@ BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
-.PHONY: help build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
+.PHONY: help demo demo-down build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+demo: ## Run the whole system here (3 operator replicas, examples, 2 routers) and make a real MCP call; stays up
+	@tests/testenv/demo.sh up
+
+demo-down: ## Stop everything make demo started
+	@tests/testenv/demo.sh down
 
 build: ## Build the mcp-operator binary
 	$(CARGO) build --release --bin mcp-operator

@@ -20,18 +20,23 @@ use crate::{backend, status, telemetry};
 
 #[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
 pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = member.namespace().ok_or(Error::Incomplete("namespace"))?;
+    // Another replica's shard: not this replica's reconcile, nor counted.
+    if let Err(wait) = ctx.shards.ownership(&namespace).token() {
+        return Ok(wait);
+    }
     let timer = telemetry::ReconcileTimer::start(M::KIND.as_str());
-    let result = check_and_record(&*member, &ctx).await;
+    let result = check_and_record(&*member, &namespace, &ctx).await;
     timer.finish(result.as_ref().err().map(Error::metric_label));
     result
 }
 
-async fn check_and_record<M: Member>(member: &M, ctx: &Context) -> Result<Action, Error> {
-    let namespace = member.namespace().ok_or(Error::Incomplete("namespace"))?;
-    if let Err(wait) = ctx.shards.ownership(&namespace).token() {
-        return Ok(wait);
-    }
-    let (desired, endpoint) = check(member, &namespace, ctx);
+async fn check_and_record<M: Member>(
+    member: &M,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let (desired, endpoint) = check(member, namespace, ctx);
     let generation = member.meta().generation;
     let conditions = conditions::merge(member.conditions(), &desired, generation, Timestamp::now());
     let unchanged =

@@ -510,7 +510,10 @@ mod tests {
     fn an_unrenewed_shard_is_retried_not_dropped() {
         let shards = shards();
         let shard = shard_of("team-a", 4);
-        assert_eq!(shards.ownership("team-a").token(), Err(Action::await_change()));
+        assert_eq!(
+            shards.ownership("team-a").token(),
+            Err(Action::await_change())
+        );
 
         shards.write().insert(
             shard,

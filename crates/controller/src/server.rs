@@ -36,19 +36,25 @@ const MAX_EXCLUDED: usize = 100;
 
 #[tracing::instrument(skip_all, fields(kind = "MCPServer", namespace = server.namespace(), name = %server.name_any()))]
 pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let timer = telemetry::ReconcileTimer::start("MCPServer");
-    let result = reconcile_with_finalizer(server, &ctx).await;
-    timer.finish(result.as_ref().err().map(Error::metric_label));
-    result
-}
-
-async fn reconcile_with_finalizer(server: Arc<MCPServer>, ctx: &Context) -> Result<Action, Error> {
     let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
+    // Another replica's shard: not this replica's reconcile, nor counted.
     let token = match ctx.shards.ownership(&namespace).token() {
         Ok(token) => token,
         Err(wait) => return Ok(wait),
     };
-    let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let timer = telemetry::ReconcileTimer::start("MCPServer");
+    let result = reconcile_with_finalizer(server, &namespace, token, &ctx).await;
+    timer.finish(result.as_ref().err().map(Error::metric_label));
+    result
+}
+
+async fn reconcile_with_finalizer(
+    server: Arc<MCPServer>,
+    namespace: &str,
+    token: FencingToken,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), namespace);
     let token = &token;
     finalizer(&api, FINALIZER, server, |event| async move {
         let result = match event {
