@@ -433,6 +433,33 @@ impl RouterProcess {
         client
     }
 
+    /// Waits until the router follows `count` open notification streams
+    /// (its `mcp_router_open_streams` gauge): a stream registers once its
+    /// response has started, so a catalog published earlier could pass it.
+    pub async fn wait_streams(&self, count: f64) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let open = self.metrics().await.lines().find_map(|l| {
+                    l.strip_prefix("mcp_router_open_streams ")?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                });
+                if open.is_some_and(|open| open >= count) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the router at {} did not open {count} stream(s) within {WAIT:?}",
+                self.base
+            )
+        });
+    }
+
     pub async fn metrics(&self) -> String {
         mcp::http()
             .get(format!("{}/metrics", self.base))
@@ -702,9 +729,7 @@ pub async fn list_changed_reaches_open_streams(redis_kind: Redis) {
             .await;
     }
     let mut stream = client.stream().await;
-    // The GET stream is registered once its response has started; give the
-    // server a moment before publishing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.wait_streams(1.0).await;
 
     let url = catalog.tools[0].endpoint.url.clone();
     catalog
@@ -773,7 +798,7 @@ pub async fn tombstone_empties_the_lists(redis_kind: Redis) {
     let (router, catalog) = fixture(redis_kind, "tombstone", &[]).await;
     let mut client = router.client().await;
     let mut stream = client.stream().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.wait_streams(1.0).await;
 
     let server = &catalog.server;
     let tombstone = Invalidation {
@@ -824,7 +849,7 @@ pub async fn sessions_move_between_replicas(redis_kind: Redis) {
         Some(catalog.tools.len())
     );
     let mut stream = moved.stream().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    second.wait_streams(1.0).await;
     let url = catalog.tools[0].endpoint.url.clone();
     catalog
         .tools
