@@ -4,6 +4,8 @@ Once over the initialize handshake (2025-11-25: a session and its GET
 stream) and once over discovery (2026-07-28: stateless requests and a
 subscriptions/listen stream)."""
 
+import urllib.request
+
 import anyio
 from mcp import Client
 
@@ -11,6 +13,23 @@ from mcp import Client
 def _method(message):
     message = getattr(message, "root", message)
     return getattr(message, "method", None)
+
+
+def _open_streams(url):
+    """The router's mcp_router_open_streams gauge, from its /metrics."""
+    metrics = url.rsplit("/mcp", 1)[0] + "/metrics"
+    with urllib.request.urlopen(metrics, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("mcp_router_open_streams "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def _stream_opened(url):
+    """Waits until the router follows a notification stream."""
+    with anyio.fail_after(10):
+        while await anyio.to_thread.run_sync(_open_streams, url) < 1:
+            await anyio.sleep(0.05)
 
 
 def _text(block):
@@ -51,7 +70,7 @@ async def check_router(url, mode, change_catalog, added_tool):
         if mode == "legacy":
             # The notification rides the session's GET stream, which the
             # SDK opens after the handshake.
-            await anyio.sleep(0.5)
+            await _stream_opened(url)
             change_catalog()
             with anyio.fail_after(5):
                 await tools_changed.wait()
