@@ -410,21 +410,13 @@ impl RouterProcess {
     pub async fn wait_ready(&self) {
         let http = mcp::http();
         let url = format!("{}/readyz", self.base);
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if http
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        eventually(&format!("the router at {} ready", self.base), async || {
+            http.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         })
-        .await
-        .unwrap_or_else(|_| panic!("the router at {} was not ready within {WAIT:?}", self.base));
+        .await;
     }
 
     pub async fn client(&self) -> Client {
@@ -437,27 +429,20 @@ impl RouterProcess {
     /// (its `mcp_router_open_streams` gauge): a stream registers once its
     /// response has started, so a catalog published earlier could pass it.
     pub async fn wait_streams(&self, count: f64) {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let open = self.metrics().await.lines().find_map(|l| {
+        let what = format!("the router at {} following {count} stream(s)", self.base);
+        eventually(&what, async || {
+            self.metrics()
+                .await
+                .lines()
+                .find_map(|l| {
                     l.strip_prefix("mcp_router_open_streams ")?
                         .trim()
                         .parse::<f64>()
                         .ok()
-                });
-                if open.is_some_and(|open| open >= count) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                })
+                .is_some_and(|open| open >= count)
         })
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the router at {} did not open {count} stream(s) within {WAIT:?}",
-                self.base
-            )
-        });
+        .await;
     }
 
     pub async fn metrics(&self) -> String {
