@@ -166,41 +166,33 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .with_config(config.clone().debounce(args.server_debounce))
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
-    // Members are reconciled when their spec changes, not again after
-    // their own status write; what else they depend on (their Service, a
-    // gained shard) triggers them separately.
-    let tools = Controller::for_stream(
-        tool_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+    let tools = member_controller(
+        tool_events,
         tools,
-    )
-    .watches_stream(
-        tool_services,
-        backed_by::<MCPTool>(&ctx, |c| c.tools.state()),
-    )
-    .reconcile_on(on_shard_gained(&ctx, |c| c.tools.state()))
-    .with_config(config.clone())
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(check::reconcile::<MCPTool>, error_policy, ctx.clone());
-    let prompts = Controller::for_stream(
-        prompt_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        Some(tool_services),
+        |c| c.tools.state(),
+        &ctx,
+        &config,
+        &stop,
+    );
+    let prompts = member_controller(
+        prompt_events,
         prompts,
-    )
-    .reconcile_on(on_shard_gained(&ctx, |c| c.prompts.state()))
-    .with_config(config.clone())
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(check::reconcile::<MCPPrompt>, error_policy, ctx.clone());
-    let resources = Controller::for_stream(
-        resource_events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        None,
+        |c| c.prompts.state(),
+        &ctx,
+        &config,
+        &stop,
+    );
+    let resources = member_controller(
+        resource_events,
         resources,
-    )
-    .watches_stream(
-        resource_services,
-        backed_by::<MCPResource>(&ctx, |c| c.resources.state()),
-    )
-    .reconcile_on(on_shard_gained(&ctx, |c| c.resources.state()))
-    .with_config(config)
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(check::reconcile::<MCPResource>, error_policy, ctx.clone());
+        Some(resource_services),
+        |c| c.resources.state(),
+        &ctx,
+        &config,
+        &stop,
+    );
 
     tracing::info!("controllers started");
     let controllers = async {
@@ -348,6 +340,45 @@ fn servers_of<M: Member>(
 }
 
 /// Maps a Service event to the members whose backend it is.
+/// A member kind's controller. Members are reconciled when their spec
+/// changes, not again after their own status write; what else they depend
+/// on (their backend Service, a gained shard) triggers them separately.
+fn member_controller<M>(
+    events: watch::Events<M>,
+    store: kube::runtime::reflector::Store<M>,
+    services: Option<watch::Events<Service>>,
+    members: fn(&Context) -> Vec<Arc<M>>,
+    ctx: &Arc<Context>,
+    config: &controller::Config,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<
+    Item = Result<(ObjectRef<M>, Action), controller::Error<Error, watcher::Error>>,
+> + use<M>
+where
+    M: Member
+        + kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let controller = Controller::for_stream(
+        events.predicate_filter(predicates::generation, PredicateConfig::default()),
+        store,
+    );
+    let controller = match services {
+        Some(services) => controller.watches_stream(services, backed_by::<M>(ctx, members)),
+        None => controller,
+    };
+    controller
+        .reconcile_on(on_shard_gained(ctx, members))
+        .with_config(config.clone())
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(check::reconcile::<M>, error_policy, ctx.clone())
+}
+
 fn backed_by<M: Member>(
     ctx: &Arc<Context>,
     members: fn(&Context) -> Vec<Arc<M>>,
