@@ -97,7 +97,7 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
             timing: Timing::default(),
             logs: logs_dir(&name),
         };
-        let churn = (index + 1 == config.replicas.len()).then_some(());
+        let churn = index + 1 == config.replicas.len();
         let measured =
             converge_with(config, &mut observer, &group, &population, replicas, churn).await;
         // Servers carry a finalizer: an operator must run while they go.
@@ -125,7 +125,7 @@ async fn converge_with(
     group: &Group,
     population: &Population,
     replicas: usize,
-    churn: Option<()>,
+    churn: bool,
 ) -> anyhow::Result<Run> {
     let before = apiserver_requests(&observer.client).await?;
     let own_before = observer.requests;
@@ -141,8 +141,8 @@ async fn converge_with(
     let after = apiserver_requests(&observer.client).await?;
     let own = (observer.requests - own_before) as f64;
 
-    let churn = match churn {
-        Some(()) => Some(
+    let churn = if churn {
+        Some(
             churn::run(
                 observer,
                 &group.redis,
@@ -151,8 +151,9 @@ async fn converge_with(
                 config.churn_duration,
             )
             .await?,
-        ),
-        None => None,
+        )
+    } else {
+        None
     };
     let mut reconciles = Vec::new();
     let mut peak_rss = Vec::new();
