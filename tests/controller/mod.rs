@@ -65,6 +65,8 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         router_redis_url: None,
                         concurrency: 8,
                         server_debounce: Duration::from_millis(200),
+                        // Short, so that the audit case sees a repair soon.
+                        catalog_audit_interval: Duration::from_secs(1),
                         sharding: sharding(support::namespace(&client, "leases").await),
                     };
                     mcp_operator_controller::run(args, metrics).await
@@ -824,6 +826,65 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
     assert_eq!(version, None);
 }
 
+/// What Redis loses (a failover, a restart without persistence) comes
+/// back: the audit notices a catalog that is missing, or older than the
+/// server's status, and the server's reconcile publishes it again.
+pub async fn lost_catalog_is_published_again(redis: Redis) {
+    let env = Env::new(redis, "audit").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
+        .await;
+    env.apply::<MCPServer>(server("s", "t")).await;
+    condition(&env.api::<MCPServer>(), "s", "Ready", "True", "Ready").await;
+    let published = published_version(&env, "s", 1).await;
+    let id = env.server_id("s");
+    let mut conn = crate::controller::redis(redis).await;
+    let delete = redis::cmd("DEL")
+        .arg(keys::catalog(&id))
+        .arg(keys::version(&id))
+        .clone();
+    let older = redis::cmd("SET")
+        .arg(keys::version(&id))
+        .arg("an-older-version")
+        .clone();
+    // The first loss may race the reconcile that follows the server's own
+    // status write, which would publish too; after it the server is quiet,
+    // so only the audit can bring the later ones back.
+    for (loss, counted) in [
+        (&delete, None),
+        (&older, Some("differs")),
+        (&delete, Some("missing")),
+    ] {
+        let counter =
+            counted.map(|drift| format!("mcp_operator_catalog_repairs_total{{drift=\"{drift}\"}}"));
+        let before = counter.as_deref().map(|c| env.counter(c));
+        let _: () = loss.query_async(&mut conn).await.expect("the loss");
+        wait_version(&mut conn, &id, &published.version.0).await;
+        assert_eq!(env.published("s").await, Some(published.clone()));
+        if let (Some(counter), Some(before)) = (counter, before) {
+            assert!(
+                env.counter(&counter) > before,
+                "{counter} counts the repair"
+            );
+        }
+    }
+}
+
+/// Polls the server's version key until it holds `expected`.
+async fn wait_version(conn: &mut mcp_operator_store::Connection, id: &ServerId, expected: &str) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let version: Option<String> = conn.get(keys::version(id)).await.expect("GET version");
+            if version.as_deref() == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the current version back in Redis within the wait");
+}
+
 /// Defines one #[tokio::test] per case for a Redis kind.
 #[macro_export]
 macro_rules! controller_cases {
@@ -847,6 +908,10 @@ macro_rules! controller_cases {
         #[tokio::test]
         async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis() {
             controller::unchanged_reconcile_writes_nothing_and_deletion_cleans_redis($redis).await
+        }
+        #[tokio::test]
+        async fn lost_catalog_is_published_again() {
+            controller::lost_catalog_is_published_again($redis).await
         }
     };
 }

@@ -37,6 +37,13 @@ pub struct ControllerArgs {
     #[arg(long, env = "MCP_SERVER_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub server_debounce: Duration,
 
+    /// How often each held server's catalog in Redis is compared with its
+    /// status, to publish again what Redis lost (a Cluster failover, a
+    /// restart without persistence). One GET per server per interval;
+    /// 0s turns the audit off.
+    #[arg(long, env = "MCP_CATALOG_AUDIT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub catalog_audit_interval: Duration,
+
     #[command(flatten)]
     pub sharding: ShardingArgs,
 }

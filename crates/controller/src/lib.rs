@@ -15,6 +15,7 @@
 
 mod args;
 mod assemble;
+mod audit;
 mod backend;
 mod backoff;
 mod check;
@@ -163,6 +164,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .watches_stream(prompt_servers, servers_of::<MCPPrompt>(&ctx))
         .watches_stream(resource_servers, servers_of::<MCPResource>(&ctx))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
+        .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
         .with_config(config.clone().debounce(args.server_debounce))
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
@@ -339,7 +341,6 @@ fn servers_of<M: Member>(
     }
 }
 
-/// Maps a Service event to the members whose backend it is.
 /// A member kind's controller. Members are reconciled when their spec
 /// changes, not again after their own status write; what else they depend
 /// on (their backend Service, a gained shard) triggers them separately.
@@ -379,6 +380,7 @@ where
         .run(check::reconcile::<M>, error_policy, ctx.clone())
 }
 
+/// Maps a Service event to the members whose backend it is.
 fn backed_by<M: Member>(
     ctx: &Arc<Context>,
     members: fn(&Context) -> Vec<Arc<M>>,
