@@ -1,7 +1,8 @@
 //! The chaos scenarios at smoke size, against the real apiserver and Redis:
 //! replicas killed, replicas restarted one by one, the apiserver killed and
-//! restarted, and a Redis Cluster primary killed, each while a client
-//! churns tools; afterwards everything has converged and no server was left
+//! restarted, a Redis Cluster primary killed and a router killed, each
+//! while a client churns tools and MCP clients call a server's routers;
+//! afterwards everything has converged and no server was left
 //! written by a replica that lost its shard. `make chaos` runs them at full
 //! size and repeats them.
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use mcp_operator_chaos::converge::Observer;
 use mcp_operator_chaos::population::Sizes;
 use mcp_operator_chaos::scenario::{self, Fault, Plan, Testenv};
+use mcp_operator_chaos::traffic::TrafficArgs;
 use mcp_operator_chaos::{Group, Redis, Timing, logs_dir};
 
 mod support;
@@ -46,6 +48,12 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
         interval: Duration::from_secs(3),
         churn_rate: 4,
         limit: Duration::from_secs(120),
+        traffic: TrafficArgs {
+            routers: 2,
+            clients: 2,
+            client_rate: 20,
+            endpoint_lag: Duration::from_millis(500),
+        },
     };
     let testenv = Testenv::of(Path::new(env!("CARGO_MANIFEST_DIR")));
     for fault in [
@@ -53,6 +61,7 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
         Fault::Rolling,
         Fault::Apiserver,
         Fault::RedisPrimary,
+        Fault::Router,
     ] {
         let redis = Redis::from_testenv(fault.needs_cluster()).expect("the testenv's Redis");
         let mut observer = Observer::new(client.clone(), &redis).expect("a Redis pool");
@@ -67,6 +76,14 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
         if fault != Fault::Apiserver {
             // Only an unreachable apiserver may refuse the client's changes.
             assert_eq!(outcome.churn.errors, 0, "{outcome:?}");
+        }
+        // Every change to the routed server reached every router.
+        assert!(!outcome.churn.served.is_empty(), "{outcome:?}");
+        assert_eq!(outcome.churn.unserved, 0, "{outcome:?}");
+        assert!(outcome.load.requests > 0, "{outcome:?}");
+        if matches!(fault, Fault::Kill | Fault::Rolling) {
+            // Routers serve from memory: operator faults do not reach them.
+            assert_eq!(outcome.load.errors, 0, "{outcome:?}");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Churn: a steady rate of spec and label changes to tools while the
 //! operator runs, and the time from each change to a published catalog
-//! that shows it (seen through the servers' invalidation channels).
+//! that shows it (seen through the servers' invalidation channels) and,
+//! when routers serve one of the servers, to every router serving it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use crate::Redis;
 use crate::converge::{Observer, tool_description};
 use crate::kinds::Kind;
 use crate::population::{Population, SERVER_LABEL};
+use crate::traffic::Serving;
 
 /// What a churn phase measured.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +30,11 @@ pub struct Churn {
     pub changes: usize,
     /// Changes the apiserver refused or never answered (during a fault).
     pub errors: usize,
+    /// Change → every live router serving it, sorted (changes to the
+    /// served server's tools only).
+    pub served: Vec<Duration>,
+    /// Changes to the served server that no router set showed in time.
+    pub unserved: usize,
 }
 
 /// A change waiting to be seen in `server`'s catalog.
@@ -44,13 +51,16 @@ const DRAIN: Duration = Duration::from_secs(15);
 
 /// Changes `rate` tools per second for `duration`: every change sets a new
 /// description; every fourth also moves the tool to another server of its
-/// namespace, when there is one.
+/// namespace, when there is one. With `serving`, every other change is to
+/// a tool of the served server (never a move), and its routers' answers
+/// time it.
 pub async fn run(
     observer: &mut Observer,
     redis: &Redis,
     population: &Population,
     rate: u32,
     duration: Duration,
+    serving: Option<&Serving>,
 ) -> anyhow::Result<Churn> {
     let tools = observer.list(Kind::Tool, &population.run).await?;
     anyhow::ensure!(!tools.is_empty(), "churn needs tools");
@@ -94,19 +104,40 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
     let (mut changes, mut errors) = (0, 0);
+    // Tools whose change failed: the apiserver may have made it anyway (a
+    // reply lost in a fault), so where they are is unknown until it answers
+    // a read of one; left alone until then.
+    let mut uncertain: HashSet<(String, String)> = HashSet::new();
     while started.elapsed() < duration {
         ticker.tick().await;
-        let tool = &tools[(changes + errors) % tools.len()];
+        if let Some(key) = uncertain.iter().next().cloned() {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(observer.client.clone(), &key.0, &Kind::Tool.resource());
+            observer.requests += 1;
+            if let Ok(tool) = api.get(&key.1).await {
+                let server = tool.labels().get(SERVER_LABEL).cloned().unwrap_or_default();
+                placement.insert(key.clone(), server);
+                uncertain.remove(&key);
+            }
+        }
+        let index = changes + errors;
+        let served_first = serving.filter(|_| index % 2 == 0).map(|s| &s.server);
+        let Some(tool) = pick(&tools, &placement, &uncertain, served_first, index) else {
+            // Every tool is uncertain: wait for the apiserver to answer.
+            continue;
+        };
+        let name = tool.name_any();
         let namespace = tool.namespace().unwrap_or_default();
-        let key = (namespace.clone(), tool.name_any());
+        let key = (namespace.clone(), name.clone());
         let previous = placement.get(&key).cloned().unwrap_or_default();
-        let destination = if (changes + errors) % 4 == 3 {
+        let destination = if index % 4 == 3 {
             next_server(&by_namespace, &namespace, &previous)
         } else {
             previous.clone()
         };
-        placement.insert(key, destination.clone());
-        let revision = changes + errors + 1;
+        placement.insert(key.clone(), destination.clone());
+        let revision = index + 1;
+        let served_by = |server: &str| serving.filter(|s| s.serves(&namespace, server));
         {
             let mut pending = pending
                 .lock()
@@ -118,16 +149,19 @@ pub async fn run(
                 })
                 .or_default()
                 .push(Pending {
-                    tool: tool.name_any(),
+                    tool: name.clone(),
                     revision,
                     at: Instant::now(),
                 });
+        }
+        if let Some(serving) = served_by(&destination) {
+            serving.expect(name.clone(), revision, Instant::now());
         }
         let api: Api<DynamicObject> =
             Api::namespaced_with(observer.client.clone(), &namespace, &Kind::Tool.resource());
         let result = api
             .patch(
-                &tool.name_any(),
+                &name,
                 &patch,
                 &Patch::Merge(json!({
                     "metadata": {"labels": {SERVER_LABEL: destination}},
@@ -136,20 +170,36 @@ pub async fn run(
             )
             .await;
         observer.requests += 1;
-        match result {
+        let moved = destination != previous;
+        match &result {
             Ok(_) => changes += 1,
             Err(error) => {
-                // Not made: nothing to wait for, and the tool stays put.
                 eprintln!("churn: change {revision} failed: {error}");
                 errors += 1;
-                forget(&pending, &namespace, &destination, revision);
-                placement.insert((namespace.clone(), tool.name_any()), previous);
+                uncertain.insert(key);
+            }
+        }
+        // What can no longer be expected: after a move, the tool's changes
+        // at its old server (the move may be published first); after a
+        // failure, every change to the tool.
+        let mut stale = vec![];
+        if moved || result.is_err() {
+            stale.push(&previous);
+        }
+        if result.is_err() {
+            stale.push(&destination);
+        }
+        for server in stale {
+            forget(&pending, &namespace, server, |c| c.tool == name);
+            if let Some(serving) = served_by(server) {
+                serving.forget(|tool| tool == name);
             }
         }
     }
 
     let deadline = Instant::now() + DRAIN;
-    while Instant::now() < deadline && outstanding(&pending) > 0 {
+    let serving_outstanding = || serving.map_or(0, Serving::outstanding);
+    while Instant::now() < deadline && outstanding(&pending) + serving_outstanding() > 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for listener in listeners {
@@ -160,16 +210,55 @@ pub async fn run(
         published.push(latency);
     }
     published.sort();
+    let (served, unserved) = serving.map(Serving::finish).unwrap_or_default();
     Ok(Churn {
         missed: outstanding(&pending),
         published,
         changes,
         errors,
+        served,
+        unserved,
     })
 }
 
-/// Drops a pending change that was never made.
-fn forget(pending: &PendingByServer, namespace: &str, server: &str, revision: usize) {
+/// The tool the `index`th change goes to, round robin among the tools
+/// placed in `served` now (when given and it has any), else among all;
+/// never an uncertain one.
+fn pick<'a>(
+    tools: &'a [DynamicObject],
+    placement: &HashMap<(String, String), String>,
+    uncertain: &HashSet<(String, String)>,
+    served: Option<&ServerId>,
+    index: usize,
+) -> Option<&'a DynamicObject> {
+    let key = |t: &DynamicObject| (t.namespace().unwrap_or_default(), t.name_any());
+    let certain: Vec<&DynamicObject> = tools
+        .iter()
+        .filter(|t| !uncertain.contains(&key(t)))
+        .collect();
+    let placed: Vec<&DynamicObject> = served
+        .map(|server| {
+            certain
+                .iter()
+                .copied()
+                .filter(|t| {
+                    let key = key(t);
+                    key.0 == server.namespace && placement.get(&key) == Some(&server.name)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let from = if placed.is_empty() { &certain } else { &placed };
+    from.get(index % from.len().max(1)).copied()
+}
+
+/// Drops the pending changes of `server` that `gone` picks.
+fn forget(
+    pending: &PendingByServer,
+    namespace: &str,
+    server: &str,
+    gone: impl Fn(&Pending) -> bool,
+) {
     let id = ServerId {
         namespace: namespace.to_owned(),
         name: server.to_owned(),
@@ -177,7 +266,7 @@ fn forget(pending: &PendingByServer, namespace: &str, server: &str, revision: us
     if let Ok(mut pending) = pending.lock()
         && let Some(list) = pending.get_mut(&id)
     {
-        list.retain(|change| change.revision != revision);
+        list.retain(|change| !gone(change));
     }
 }
 
@@ -244,7 +333,7 @@ fn outstanding(pending: &PendingByServer) -> usize {
 }
 
 /// The revision in a description this phase wrote (`... rev-<n>`).
-fn revision_of(description: &str) -> Option<usize> {
+pub fn revision_of(description: &str) -> Option<usize> {
     description.rsplit_once("rev-")?.1.parse().ok()
 }
 

@@ -12,6 +12,7 @@ pub mod population;
 pub mod process;
 pub mod report;
 pub mod scenario;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -127,14 +128,15 @@ impl Redis {
     }
 }
 
-/// One running replica.
+/// One running process of the binary: an operator or a router replica.
 pub struct Replica {
     pub name: String,
     pub child: Child,
     pub metrics_port: u16,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A loopback port free now.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -147,26 +149,58 @@ fn seconds(d: Duration) -> String {
 impl Group {
     pub fn start(&self, name: &str) -> anyhow::Result<Replica> {
         let metrics_port = free_port()?;
-        std::fs::create_dir_all(&self.logs)?;
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log")))?;
-        let mut command = Command::new(&self.binary);
-        if let Some(kubeconfig) = &self.kubeconfig {
-            command.env("KUBECONFIG", kubeconfig);
-        }
-        let child = command
-            .args(["controller", "--shards", &self.shards.to_string()])
-            .args([
+        let mut args: Vec<String> = ["controller", "--shards", &self.shards.to_string()]
+            .map(str::to_owned)
+            .into();
+        args.extend(
+            [
                 "--lease-namespace",
                 &self.lease_namespace,
                 "--identity",
                 name,
-            ])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(self.redis.flags())
-            .args(["--lease-duration", &seconds(self.timing.lease_duration)])
-            .args(["--renew-interval", &seconds(self.timing.renew_interval)])
-            .args(["--retry-period", &seconds(self.timing.retry_period)])
-            // The testenv exports both Redis kinds; this group uses one.
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--lease-duration",
+                &seconds(self.timing.lease_duration),
+                "--renew-interval",
+                &seconds(self.timing.renew_interval),
+                "--retry-period",
+                &seconds(self.timing.retry_period),
+            ]
+            .map(str::to_owned),
+        );
+        args.extend(self.redis.flags());
+        Replica::spawn(
+            &self.binary,
+            &args,
+            name,
+            &self.logs,
+            self.kubeconfig.as_deref(),
+            metrics_port,
+        )
+    }
+}
+
+impl Replica {
+    /// Starts `binary args…` as `name`, logging to `<logs>/<name>.log`,
+    /// with Redis only from `args` (the testenv exports both kinds) and its
+    /// /metrics on `metrics_port`.
+    pub fn spawn(
+        binary: &Path,
+        args: &[String],
+        name: &str,
+        logs: &Path,
+        kubeconfig: Option<&Path>,
+        metrics_port: u16,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(logs)?;
+        let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+        let mut command = Command::new(binary);
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command
+            .args(args)
             .env_remove("MCP_REDIS_URL")
             .env_remove("MCP_REDIS_CLUSTER_URLS")
             .env("RUST_LOG", "info")
@@ -174,7 +208,7 @@ impl Group {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         Ok(Replica {
             name: name.to_owned(),
             child,

@@ -1,9 +1,11 @@
 //! Chaos scenarios: operator replicas converge a population, then a fault
-//! is injected repeatedly while a client changes tools at a steady rate.
-//! Each ends by checking the invariants: every object converged, every
-//! catalog equal to the expectation computed from the API, and every server
-//! last written by the holder of its shard (a stale, fenced-off writer would
-//! show up as any other writer). Bounded in time, loopback only.
+//! is injected repeatedly while a client changes tools at a steady rate and
+//! MCP clients call the routers of one server. Each ends by checking the
+//! invariants: every object converged, every catalog equal to the
+//! expectation computed from the API, and every server last written by the
+//! holder of its shard (a stale, fenced-off writer would show up as any
+//! other writer); the routers' client error rate is reported. Bounded in
+//! time, loopback only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +18,7 @@ use rand::Rng;
 use crate::churn::{self, Churn};
 use crate::converge::Observer;
 use crate::population::{self, Population, Sizes};
+use crate::traffic::{self, Fleet, Load, Routers, Serving, TrafficArgs};
 use crate::{Group, Replica, holders, shard, writer};
 
 /// The faults a scenario injects.
@@ -30,6 +33,8 @@ pub enum Fault {
     /// `kill -9` of a Redis Cluster primary (its replica takes over; the
     /// node comes back as a replica), with the replicas on the cluster.
     RedisPrimary,
+    /// `kill -9` of a router replica under client load, replaced at once.
+    Router,
 }
 
 impl Fault {
@@ -39,6 +44,7 @@ impl Fault {
             Fault::Rolling => "rolling SIGTERM restart of the operator replicas",
             Fault::Apiserver => "`kill -9` and restart of the kube-apiserver",
             Fault::RedisPrimary => "`kill -9` of a Redis Cluster primary",
+            Fault::Router => "`kill -9` of a router replica",
         }
     }
 
@@ -60,6 +66,7 @@ pub struct Plan {
     pub churn_rate: u32,
     /// Longest the population may take to converge, before and after.
     pub limit: Duration,
+    pub traffic: TrafficArgs,
 }
 
 /// What one scenario run saw.
@@ -68,6 +75,8 @@ pub struct Outcome {
     pub fault: Fault,
     pub faults: usize,
     pub churn: Churn,
+    /// What the routers' clients saw during the faults.
+    pub load: Load,
     /// From the end of the fault phase until every invariant held.
     pub recovered_in: Duration,
     /// Servers last written by a replica that does not hold their shard.
@@ -159,10 +168,34 @@ async fn exercise(
         .await?;
     let client = observer.client.clone();
     let redis = group.redis.clone();
-    let (churned, faults) = tokio::join!(
-        churn::run(observer, &redis, population, plan.churn_rate, plan.duration),
-        inject(fault, plan, group, testenv, replicas),
-    );
+    let served = population
+        .servers
+        .first()
+        .context("a population without servers")?;
+    let fleet = Fleet {
+        binary: group.binary.clone(),
+        server: served.clone(),
+        redis: redis.clone(),
+        logs: group.logs.clone(),
+    };
+    let mut routers = Routers::start(fleet, plan.traffic.routers).await?;
+    let serving = Serving::new(served.clone());
+    let endpoints = routers.endpoints.clone();
+    let faulted = async {
+        tokio::join!(
+            churn::run(
+                observer,
+                &redis,
+                population,
+                plan.churn_rate,
+                plan.duration,
+                Some(&serving)
+            ),
+            inject(fault, plan, group, testenv, replicas, &mut routers),
+        )
+    };
+    let ((churned, faults), load) =
+        traffic::during(&endpoints, &serving, &plan.traffic, faulted).await?;
     let (churn, faults) = (churned?, faults?);
     let started = Instant::now();
     observer
@@ -178,6 +211,7 @@ async fn exercise(
         fault,
         faults,
         churn,
+        load,
         recovered_in,
         stale_writers,
         fenced_rejections,
@@ -191,6 +225,7 @@ async fn inject(
     group: &Group,
     testenv: &Testenv,
     replicas: &mut Vec<Replica>,
+    routers: &mut Routers,
 ) -> anyhow::Result<usize> {
     let started = Instant::now();
     let mut faults = 0;
@@ -218,6 +253,7 @@ async fn inject(
                     .await?
             }
             Fault::RedisPrimary => testenv.script("redis.sh", "kill-primary").await?,
+            Fault::Router => routers.kill_one(plan.traffic.endpoint_lag).await?,
         }
         faults += 1;
     }

@@ -17,6 +17,7 @@ use mcp_operator_chaos::converge::Observer;
 use mcp_operator_chaos::kinds::Kind;
 use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
+use mcp_operator_chaos::traffic::{self, Fleet, Load, Routers, Serving, TrafficArgs};
 use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
 
 /// How long a stopped replica may take to release its Leases and exit.
@@ -44,6 +45,9 @@ pub struct Config {
     pub churn_rate: u32,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub churn_duration: Duration,
+    /// Routers of the first server, and their clients, during the churn.
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
     /// Longest a run may take to converge.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub limit: Duration,
@@ -63,7 +67,14 @@ pub struct Run {
     pub cpu_seconds: Vec<f64>,
     /// Status writes per second a plain client reached on the same objects.
     pub ceiling: f64,
-    pub churn: Option<Churn>,
+    pub churn: Option<Churned>,
+}
+
+/// The churn phase: the changes, and what the routers' clients saw.
+#[derive(Clone, Debug)]
+pub struct Churned {
+    pub churn: Churn,
+    pub load: Load,
 }
 
 impl Run {
@@ -142,16 +153,7 @@ async fn converge_with(
     let own = (observer.requests - own_before) as f64;
 
     let churn = if churn {
-        Some(
-            churn::run(
-                observer,
-                &group.redis,
-                population,
-                config.churn_rate,
-                config.churn_duration,
-            )
-            .await?,
-        )
+        Some(churn_with_routers(config, observer, group, population).await?)
     } else {
         None
     };
@@ -178,6 +180,42 @@ async fn converge_with(
         cpu_seconds,
         ceiling,
         churn,
+    })
+}
+
+/// Churns while clients call the routers of the first server, which half
+/// of the changes are to (change → router serving).
+async fn churn_with_routers(
+    config: &Config,
+    observer: &mut Observer,
+    group: &Group,
+    population: &Population,
+) -> anyhow::Result<Churned> {
+    let served = population
+        .servers
+        .first()
+        .context("a population without servers")?;
+    let fleet = Fleet {
+        binary: group.binary.clone(),
+        server: served.clone(),
+        redis: group.redis.clone(),
+        logs: group.logs.clone(),
+    };
+    let routers = Routers::start(fleet, config.traffic.routers).await?;
+    let serving = Serving::new(served.clone());
+    let churning = churn::run(
+        observer,
+        &group.redis,
+        population,
+        config.churn_rate,
+        config.churn_duration,
+        Some(&serving),
+    );
+    let (churn, load) =
+        traffic::during(&routers.endpoints, &serving, &config.traffic, churning).await?;
+    Ok(Churned {
+        churn: churn?,
+        load,
     })
 }
 
@@ -234,19 +272,41 @@ pub fn markdown(config: &Config, runs: &[Run]) -> String {
             run.cpu_seconds.iter().sum::<f64>(),
         ));
     }
-    if let Some((run, churn)) = runs.iter().find_map(|r| r.churn.as_ref().map(|c| (r, c))) {
+    if let Some((run, churned)) = runs.iter().find_map(|r| r.churn.as_ref().map(|c| (r, c))) {
+        let Churned { churn, load } = churned;
+        let ms = |latencies: &[Duration], q| quantile(latencies, q).as_secs_f64() * 1000.0;
+        let max = |latencies: &[Duration]| {
+            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+        };
         out.push_str(&format!(
             "\nChurn with {} replica(s): {} tool changes at {}/s over {:?} (descriptions; every fourth also moves the tool \
-             to another server). Change → catalog published: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; not seen published \
-             within 15 s: {}.\n",
+             to another server; every other change is to a tool of the first server, whose {} routers {} MCP clients call \
+             with {} tools/list requests per second).\n\n\
+             | from a change to | samples | p50 | p99 | max | never |\n\
+             | --- | --- | --- | --- | --- | --- |\n\
+             | its catalog published in Redis | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} |\n\
+             | every router serving it | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} |\n\n\
+             Router requests: {}, failed: {} ({:.2}%).\n",
             run.replicas,
             churn.changes,
             config.churn_rate,
             config.churn_duration,
-            quantile(&churn.published, 0.5).as_secs_f64() * 1000.0,
-            quantile(&churn.published, 0.99).as_secs_f64() * 1000.0,
-            churn.published.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+            config.traffic.routers,
+            config.traffic.clients,
+            config.traffic.client_rate,
+            churn.published.len(),
+            ms(&churn.published, 0.5),
+            ms(&churn.published, 0.99),
+            max(&churn.published),
             churn.missed,
+            churn.served.len(),
+            ms(&churn.served, 0.5),
+            ms(&churn.served, 0.99),
+            max(&churn.served),
+            churn.unserved,
+            load.requests,
+            load.errors,
+            100.0 * load.error_rate(),
         ));
     }
     out

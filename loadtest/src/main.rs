@@ -28,11 +28,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = cli.report {
         write_section(&path, "loadtest", &section)?;
     }
-    if let Some(churn) = runs.iter().find_map(|r| r.churn.as_ref()) {
+    if let Some(churned) = runs.iter().find_map(|r| r.churn.as_ref()) {
+        let churn = &churned.churn;
         anyhow::ensure!(
-            churn.missed == 0,
-            "{} changes never published",
-            churn.missed
+            churn.missed + churn.unserved == 0,
+            "{} changes never published, {} never served by every router",
+            churn.missed,
+            churn.unserved
         );
     }
     Ok(())
