@@ -101,7 +101,9 @@ fn check<M: Member>(member: &M, namespace: &str, ctx: &Context) -> (Vec<Desired>
 }
 
 /// An Event on the object when Ready changes status, so `kubectl describe`
-/// shows the history.
+/// shows the history. A member's first Ready=True is no news (the condition
+/// says it) and would double the requests of a cold start, so only a first
+/// Ready=False and later flips are announced.
 async fn announce_ready_flip<M: Member>(
     member: &M,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
@@ -111,7 +113,7 @@ async fn announce_ready_flip<M: Member>(
     let Some(after) = conditions::find(conditions, READY) else {
         return;
     };
-    if before == Some(after.status.as_str()) {
+    if !worth_an_event(before, &after.status) {
         return;
     }
     let event = Event {
@@ -130,6 +132,14 @@ async fn announce_ready_flip<M: Member>(
     }
 }
 
+/// Whether Ready going from `before` to `after` is news.
+fn worth_an_event(before: Option<&str>, after: &str) -> bool {
+    match before {
+        Some(before) => before != after,
+        None => after != "True",
+    }
+}
+
 /// The members of kind `M` whose backend is the Service `service`.
 pub fn members_behind<M: Member>(service: &Service, members: &[Arc<M>]) -> Vec<ObjectRef<M>> {
     let namespace = service.namespace();
@@ -141,4 +151,18 @@ pub fn members_behind<M: Member>(service: &Service, members: &[Arc<M>]) -> Vec<O
         })
         .map(|m| ObjectRef::from_obj(&**m))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_an_event;
+
+    #[test]
+    fn flips_and_a_first_failure_are_announced_a_first_success_is_not() {
+        assert!(!worth_an_event(None, "True"));
+        assert!(worth_an_event(None, "False"));
+        assert!(worth_an_event(Some("True"), "False"));
+        assert!(worth_an_event(Some("False"), "True"));
+        assert!(!worth_an_event(Some("False"), "False"));
+    }
 }
