@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -47,6 +49,8 @@ pub struct Context {
     pub resources: Store<MCPResource>,
     pub services: Store<Service>,
     pub servers: Store<MCPServer>,
+    pub ingresses: Store<Ingress>,
+    pub budgets: Store<PodDisruptionBudget>,
     pub membership: Mutex<Membership>,
     pub backoff: Backoff,
     pub router: RouterSettings,
@@ -74,6 +78,8 @@ impl Context {
             resources: stores.resources,
             services: stores.services,
             servers: stores.servers,
+            ingresses: stores.ingresses,
+            budgets: stores.budgets,
             membership: Mutex::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
@@ -93,4 +99,7 @@ pub struct Stores {
     pub resources: Store<MCPResource>,
     pub services: Store<Service>,
     pub servers: Store<MCPServer>,
+    /// The operator's own (by label), as server workloads.
+    pub ingresses: Store<Ingress>,
+    pub budgets: Store<PodDisruptionBudget>,
 }

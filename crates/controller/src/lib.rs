@@ -91,23 +91,31 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
 
     // One watch per kind, shared by the controllers that need its events.
     let mut filled = Vec::new();
+    let all = watcher::Config::default;
+    let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
     let (tools, [tool_events, tool_servers]) =
-        shared::<MCPTool, 2>(&client, [Skip, Include], &mut filled);
+        shared::<MCPTool, 2>(&client, all(), [Skip, Include], &mut filled);
     let (prompts, [prompt_events, prompt_servers]) =
-        shared::<MCPPrompt, 2>(&client, [Skip, Include], &mut filled);
+        shared::<MCPPrompt, 2>(&client, all(), [Skip, Include], &mut filled);
     let (resources, [resource_events, resource_servers]) =
-        shared::<MCPResource, 2>(&client, [Skip, Include], &mut filled);
+        shared::<MCPResource, 2>(&client, all(), [Skip, Include], &mut filled);
     // Services: backends of tools and resources, and the servers' own.
     let (services, [tool_services, resource_services, owned_services]) =
-        shared::<Service, 3>(&client, [Include, Include, Include], &mut filled);
+        shared::<Service, 3>(&client, all(), [Include, Include, Include], &mut filled);
     // Servers keep finalizers, so their deletion arrives as an update.
-    let (servers_store, [server_events]) = shared::<MCPServer, 1>(&client, [Skip], &mut filled);
+    let (servers_store, [server_events]) =
+        shared::<MCPServer, 1>(&client, all(), [Skip], &mut filled);
+    // The optional parts of a server's workload, kept in stores so that a
+    // server without them costs no DELETE per reconcile.
+    let (ingresses, [owned_ingresses]) =
+        shared::<Ingress, 1>(&client, owned(), [Include], &mut filled);
+    let (budgets, [owned_budgets]) =
+        shared::<PodDisruptionBudget, 1>(&client, owned(), [Include], &mut filled);
 
-    let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
     let servers = Controller::for_stream(server_events, servers_store.clone())
         .owns(Api::<Deployment>::all(client.clone()), owned())
-        .owns(Api::<Ingress>::all(client.clone()), owned())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+        .owns_stream(owned_ingresses)
+        .owns_stream(owned_budgets)
         .owns_stream(owned_services);
     let ctx = Arc::new(Context::new(
         client,
@@ -118,6 +126,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             resources: resources.clone(),
             services: services.clone(),
             servers: servers_store,
+            ingresses,
+            budgets,
         },
         router_settings(&args),
         shards.clone(),
@@ -287,6 +297,7 @@ fn on_shard_gained<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
 
 fn shared<K, const N: usize>(
     client: &Client,
+    config: watcher::Config,
     subscribers: [watch::Deletions; N],
     filled: &mut Vec<tokio::sync::watch::Receiver<bool>>,
 ) -> (kube::runtime::reflector::Store<K>, [watch::Events<K>; N])
@@ -299,7 +310,7 @@ where
         + Sync
         + 'static,
 {
-    let watched = watch::shared(Api::<K>::all(client.clone()), &subscribers);
+    let watched = watch::shared(Api::<K>::all(client.clone()), config, &subscribers);
     filled.push(watched.filled);
     let Ok(streams) = <[watch::Events<K>; N]>::try_from(watched.streams) else {
         unreachable!("watch::shared returns one stream per subscriber")

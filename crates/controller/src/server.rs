@@ -6,13 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use mcp_operator_api::{MCPServer, MCPServerStatus};
 use mcp_operator_catalog::{HeaderValue, Published, ResourceContent};
@@ -255,12 +254,20 @@ async fn apply_workload(
     .await?;
     let deployment = server_side_apply(ctx, &namespace, &name, &workload.deployment).await?;
     server_side_apply(ctx, &namespace, &name, &workload.service).await?;
-    apply_or_remove::<Ingress>(ctx, &namespace, &name, workload.ingress.as_ref()).await?;
-    apply_or_remove::<PodDisruptionBudget>(
+    apply_or_remove(
+        ctx,
+        &namespace,
+        &name,
+        workload.ingress.as_ref(),
+        &ctx.ingresses,
+    )
+    .await?;
+    apply_or_remove(
         ctx,
         &namespace,
         &name,
         workload.pod_disruption_budget.as_ref(),
+        &ctx.budgets,
     )
     .await?;
     Ok(deployment)
@@ -282,16 +289,27 @@ async fn server_side_apply<K: Object>(
         .await?)
 }
 
+/// Applies `object`, or deletes the one of that name when there should be
+/// none and `existing` (the watch's store) has it.
 async fn apply_or_remove<K: Object>(
     ctx: &Context,
     namespace: &str,
     name: &str,
     object: Option<&K>,
+    existing: &Store<K>,
 ) -> Result<(), Error> {
     match object {
         Some(object) => server_side_apply(ctx, namespace, name, object)
             .await
             .map(drop),
+        // If the store has not seen one yet, its creation event will
+        // trigger another reconcile, which removes it.
+        None if existing
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_none() =>
+        {
+            Ok(())
+        }
         None => {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
             match api.delete(name, &DeleteParams::default()).await {

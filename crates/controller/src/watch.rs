@@ -56,8 +56,9 @@ async fn fan_out<K: Clone>(
     }
 }
 
-/// Starts the watch on the current runtime.
-pub fn shared<K>(api: Api<K>, subscribers: &[Deletions]) -> Watched<K>
+/// Starts the watch (of the objects `config` selects) on the current
+/// runtime.
+pub fn shared<K>(api: Api<K>, config: watcher::Config, subscribers: &[Deletions]) -> Watched<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
@@ -71,9 +72,7 @@ where
         .unzip();
     let (filled_tx, filled) = tokio::sync::watch::channel(false);
     let driver = async move {
-        let events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer);
+        let events = watcher(api, config).default_backoff().reflect(writer);
         let mut events = std::pin::pin!(events);
         // During a (re)list the reflector swaps its store only at
         // InitDone: an object passed on earlier would be reconciled from
