@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{Published, ServerId, keys};
 use mcp_operator_store::Store;
@@ -82,9 +84,14 @@ impl Observer {
         }
     }
 
-    /// Where `population` stands. Catalogs are read only once every
-    /// object has converged: before that they cannot all match.
-    pub async fn progress(&mut self, population: &Population) -> anyhow::Result<Progress> {
+    /// Where `population` stands, from the objects `watched` holds.
+    /// Catalogs are read only once every object has converged: before that
+    /// they cannot all match.
+    async fn progress(
+        &mut self,
+        population: &Population,
+        watched: &Watched,
+    ) -> anyhow::Result<Progress> {
         let mut progress = Progress {
             catalogs: population.servers.len(),
             ..Progress::default()
@@ -94,8 +101,8 @@ impl Observer {
             .iter()
             .map(|server| (server.clone(), Expected::default()))
             .collect();
-        for kind in Kind::RECONCILED {
-            let objects = self.list(kind, &population.run).await?;
+        for (kind, store) in &watched.stores {
+            let objects = store.state();
             progress.objects += objects.len();
             for object in &objects {
                 if is_converged(object) {
@@ -154,10 +161,50 @@ impl Observer {
         }
         Ok(progress)
     }
+
+    /// Watches the run's objects of every reconciled kind, once each has
+    /// been listed.
+    async fn watch(&mut self, run: &str) -> anyhow::Result<Watched> {
+        let mut watched = Watched {
+            stores: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for kind in Kind::RECONCILED {
+            let resource = kind.resource();
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+            let writer = reflector::store::Writer::new(resource);
+            let store = writer.as_reader();
+            let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run}"));
+            let events = reflector(writer, watcher(api, config).default_backoff());
+            watched
+                .tasks
+                .push(tokio::spawn(events.for_each(|_| std::future::ready(()))));
+            store.wait_until_ready().await?;
+            self.requests += 1;
+            watched.stores.push((kind, store));
+        }
+        Ok(watched)
+    }
+}
+
+/// The run's objects as watches keep them. Reading progress from them
+/// costs the apiserver nothing; listing every object every second would
+/// load the apiserver whose throughput the load test measures.
+struct Watched {
+    stores: Vec<(Kind, reflector::Store<DynamicObject>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl Observer {
-    /// Polls every second until `population` has converged or `limit` has
+    /// Looks every 250 ms until `population` has converged or `limit` has
     /// passed since `started`, logging progress as it changes.
     pub async fn wait_converged(
         &mut self,
@@ -165,9 +212,10 @@ impl Observer {
         started: Instant,
         limit: Duration,
     ) -> anyhow::Result<Progress> {
+        let watched = self.watch(&population.run).await?;
         let mut last = None;
         loop {
-            let progress = self.progress(population).await?;
+            let progress = self.progress(population, &watched).await?;
             if last.as_ref() != Some(&progress) {
                 eprintln!(
                     "  {:>6.1} s: {}/{} objects converged, {}/{} catalogs match",
@@ -186,7 +234,7 @@ impl Observer {
                 started.elapsed() < limit,
                 "not converged within {limit:?}: {progress:?}"
             );
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
