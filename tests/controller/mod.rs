@@ -65,6 +65,7 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         router_redis_url: None,
                         concurrency: 8,
                         server_debounce: Duration::from_millis(200),
+                        server_debounce_max: Duration::from_secs(1),
                         // Short, so that the audit case sees a repair soon.
                         catalog_audit_interval: Duration::from_secs(1),
                         sharding: sharding(support::namespace(&client, "leases").await),

@@ -31,11 +31,15 @@ pub struct ControllerArgs {
     /// How long a server's reconcile waits for more changes of its members
     /// before it runs: a burst of member changes (a deploy of many tools,
     /// a cold start) becomes one catalog publish instead of one each. It
-    /// adds this much to the time a change takes to reach the routers, and
-    /// a server whose members change more often than this, without a
-    /// pause, waits until they pause.
+    /// adds this much to the time a change takes to reach the routers.
     #[arg(long, env = "MCP_SERVER_DEBOUNCE", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub server_debounce: Duration,
+
+    /// The longest a server's reconcile waits while its members keep
+    /// changing without a --server-debounce pause: such a server still
+    /// publishes at least this often.
+    #[arg(long, env = "MCP_SERVER_DEBOUNCE_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub server_debounce_max: Duration,
 
     /// How often each held server's catalog in Redis is compared with its
     /// status, to publish again what Redis lost (a Cluster failover, a

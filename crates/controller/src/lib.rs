@@ -18,6 +18,7 @@ mod assemble;
 mod audit;
 mod backend;
 mod backoff;
+mod batch;
 mod check;
 mod conditions;
 mod context;
@@ -169,13 +170,21 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     });
 
     let config = controller::Config::default().concurrency(args.concurrency);
+    // Member events reach their servers coalesced (batch.rs).
+    let member_triggers = futures::stream::select_all([
+        servers_of::<MCPTool>(&ctx, tool_servers),
+        servers_of::<MCPPrompt>(&ctx, prompt_servers),
+        servers_of::<MCPResource>(&ctx, resource_servers),
+    ]);
+    let window = batch::Window {
+        quiet: args.server_debounce,
+        max: args.server_debounce_max,
+    };
     let servers = servers
-        .watches_stream(tool_servers, servers_of::<MCPTool>(&ctx))
-        .watches_stream(prompt_servers, servers_of::<MCPPrompt>(&ctx))
-        .watches_stream(resource_servers, servers_of::<MCPResource>(&ctx))
+        .reconcile_on(batch::coalesce(member_triggers, window))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
-        .with_config(config.clone().debounce(args.server_debounce))
+        .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
     let tools = member_controller(
@@ -337,19 +346,25 @@ fn router_settings(args: &ControllerArgs) -> RouterSettings {
     }
 }
 
-/// Maps a member event to the servers it concerns.
-fn servers_of<M: Member>(
+/// The servers each member event concerns.
+fn servers_of<M: Member + Send + 'static>(
     ctx: &Arc<Context>,
-) -> impl Fn(M) -> Vec<ObjectRef<MCPServer>> + Send + Sync + 'static {
+    events: watch::Events<M>,
+) -> futures::stream::BoxStream<'static, ObjectRef<MCPServer>> {
     let ctx = ctx.clone();
-    move |member| {
-        let servers = ctx.servers.state();
-        ctx.membership()
-            .servers_for(&member, &servers)
-            .into_iter()
-            .map(|id| ObjectRef::new(&id.name).within(&id.namespace))
-            .collect()
-    }
+    events
+        .filter_map(|event| std::future::ready(event.ok()))
+        .flat_map(move |member| {
+            let servers = ctx.servers.state();
+            let concerned: Vec<_> = ctx
+                .membership()
+                .servers_for(&member, &servers)
+                .into_iter()
+                .map(|id| ObjectRef::new(&id.name).within(&id.namespace))
+                .collect();
+            futures::stream::iter(concerned)
+        })
+        .boxed()
 }
 
 /// A member kind's controller. Members are reconciled when their spec
