@@ -19,6 +19,8 @@ pub enum Error {
     Incomplete(&'static str),
     #[error("Redis refused the write: a newer holder of shard {0} has written")]
     Fenced(crate::shard::ShardId),
+    #[error("the object changed since this reconcile read it; retrying on the newer version")]
+    Conflict,
 }
 
 impl Error {
@@ -35,6 +37,7 @@ impl Error {
             },
             Error::Incomplete(_) => "incomplete",
             Error::Fenced(_) => "fenced",
+            Error::Conflict => "conflict",
         }
     }
 }

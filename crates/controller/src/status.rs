@@ -33,12 +33,11 @@ pub async fn apply<K: Object>(
         .await
     {
         Ok(_) => Ok(()),
-        // The object changed since this reconcile read it: the watch is
-        // bringing the newer version, and with it another reconcile.
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            tracing::debug!("status not written: the object changed meanwhile");
-            Ok(())
-        }
+        // The object changed since this reconcile read it. The watch brings
+        // the newer version, but if only its status changed (another
+        // replica's late write) the controllers' predicates drop that
+        // event, so retry rather than wait for it.
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
         Err(error) => Err(error.into()),
     }
 }
