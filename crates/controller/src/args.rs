@@ -38,7 +38,7 @@ pub struct ControllerArgs {
     /// The longest a server's reconcile waits while its members keep
     /// changing without a --server-debounce pause: such a server still
     /// publishes at least this often.
-    #[arg(long, env = "MCP_SERVER_DEBOUNCE_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MCP_SERVER_DEBOUNCE_MAX", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub server_debounce_max: Duration,
 
     /// How often each held server's catalog in Redis is compared with its

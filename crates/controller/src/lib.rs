@@ -113,6 +113,9 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     let (budgets, [owned_budgets]) =
         shared::<PodDisruptionBudget, 1>(&client, owned(), [Include], &mut filled);
 
+    // A server's own status writes do not trigger it again: its spec,
+    // annotations (a manual nudge), finalizers and deletion do.
+    let server_events = server_events.predicate_filter(server_changed, PredicateConfig::default());
     let servers = Controller::for_stream(server_events, servers_store.clone())
         .owns(Api::<Deployment>::all(client.clone()), owned())
         .owns_stream(owned_ingresses)
@@ -270,6 +273,20 @@ fn stopped(
     async move {
         let _ = rx.await;
     }
+}
+
+/// What of a server, when it changes, calls for a reconcile: everything but
+/// status (deletion bumps the generation).
+fn server_changed(server: &MCPServer) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    (
+        predicates::generation(server),
+        predicates::annotations(server),
+        predicates::finalizers(server),
+    )
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Every object of a shard this replica just gained, for its controller
