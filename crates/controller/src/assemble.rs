@@ -24,6 +24,19 @@ pub struct Selection {
     pub resources: Vec<Arc<MCPResource>>,
 }
 
+impl Selection {
+    /// Members not checked since their spec last changed.
+    pub fn unchecked(&self) -> usize {
+        fn count<M: Member>(members: &[Arc<M>]) -> usize {
+            members
+                .iter()
+                .filter(|m| !conditions::is_checked_for(m.conditions(), m.meta().generation))
+                .count()
+        }
+        count(&self.tools) + count(&self.prompts) + count(&self.resources)
+    }
+}
+
 /// A server's catalog and the selected members it leaves out.
 pub struct Assembly {
     pub catalog: Catalog,
@@ -186,5 +199,40 @@ fn endpoint(backend: &Backend, url: String) -> Endpoint {
                 })
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool at `generation` whose Ready condition was written for
+    /// `checked` (None: never checked).
+    fn tool(generation: i64, checked: Option<i64>) -> Arc<MCPTool> {
+        let conditions: Vec<serde_json::Value> = checked
+            .map(|g| {
+                serde_json::json!({"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                    "lastTransitionTime": "2026-11-26T00:00:00Z", "observedGeneration": g})
+            })
+            .into_iter()
+            .collect();
+        let tool = serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+            "metadata": {"name": "t", "namespace": "n", "generation": generation},
+            "spec": {"description": "d", "inputSchema": {"type": "object"},
+                     "backend": {"service": {"name": "b", "port": 80}}},
+            "status": {"conditions": conditions},
+        });
+        Arc::new(serde_json::from_value(tool).expect("an MCPTool"))
+    }
+
+    #[test]
+    fn members_changed_since_their_check_are_unchecked() {
+        let selection = Selection {
+            tools: vec![tool(1, Some(1)), tool(2, Some(1)), tool(1, None)],
+            prompts: vec![],
+            resources: vec![],
+        };
+        assert_eq!(selection.unchecked(), 2);
     }
 }

@@ -70,6 +70,12 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// Whether `Ready` describes `generation`, True or not: the member has been
+/// checked since its spec last changed.
+pub fn is_checked_for(conditions: &[Condition], generation: Option<i64>) -> bool {
+    find(conditions, READY).is_some_and(|c| c.observed_generation == generation)
+}
+
 /// Whether `Ready` is True and describes `generation`: a member whose
 /// spec changed since it was last checked is not served until it has been
 /// checked again.

@@ -14,6 +14,7 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store as Redis;
 
 use crate::backoff::Backoff;
+use crate::deferral::Deferrals;
 use crate::lease::Shards;
 use crate::membership::Membership;
 use crate::workload::RouterSettings;
@@ -52,6 +53,7 @@ pub struct Context {
     pub ingresses: Store<Ingress>,
     pub budgets: Store<PodDisruptionBudget>,
     pub membership: Mutex<Membership>,
+    pub deferrals: Deferrals,
     pub backoff: Backoff,
     pub router: RouterSettings,
     pub shards: Arc<Shards>,
@@ -81,6 +83,7 @@ impl Context {
             ingresses: stores.ingresses,
             budgets: stores.budgets,
             membership: Mutex::default(),
+            deferrals: Deferrals::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
             shards,

@@ -22,6 +22,7 @@ mod batch;
 mod check;
 mod conditions;
 mod context;
+mod deferral;
 mod error;
 mod http;
 mod lease;

@@ -19,6 +19,7 @@ use mcp_operator_catalog::{HeaderValue, Published, ResourceContent};
 use crate::assemble::{Selection, assemble};
 use crate::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
 use crate::context::{Context, FIELD_MANAGER, Object};
+use crate::deferral;
 use crate::error::Error;
 use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
@@ -85,8 +86,18 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         prompts: selected(server, &ctx.prompts.state()),
         resources: selected(server, &ctx.resources.state()),
     };
-    ctx.membership()
-        .record(&server_id(server), member_keys(&selection));
+    let id = server_id(server);
+    ctx.membership().record(&id, member_keys(&selection));
+    let unchecked = selection.unchecked();
+    if unchecked > 0 && ctx.deferrals.defer(&id, std::time::Instant::now()) {
+        // Their checks trigger this server again; the requeue is the bound.
+        tracing::debug!(
+            unchecked,
+            "members not checked since their last change; publishing after them"
+        );
+        return Ok(Action::requeue(deferral::MAX));
+    }
+    ctx.deferrals.clear(&id);
     let assembly = assemble(server, &selection);
     let published = Published {
         version: assembly.catalog.version(),
@@ -174,6 +185,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
         tracing::info!("removed the catalog and published a tombstone");
     }
     ctx.membership().forget(&id);
+    ctx.deferrals.clear(&id);
     Ok(Action::await_change())
 }
 
