@@ -72,7 +72,12 @@ where
         .unzip();
     let (filled_tx, filled) = tokio::sync::watch::channel(false);
     let driver = async move {
-        let events = watcher(api, config).default_backoff().reflect(writer);
+        // managedFields are a large share of every object and no reconcile
+        // reads them; the stores hold one copy of every watched object.
+        let events = watcher(api, config)
+            .default_backoff()
+            .modify(|object| object.meta_mut().managed_fields = None)
+            .reflect(writer);
         let mut events = std::pin::pin!(events);
         // During a (re)list the reflector swaps its store only at
         // InitDone: an object passed on earlier would be reconciled from
