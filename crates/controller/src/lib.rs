@@ -433,18 +433,28 @@ fn backed_by<M: Member>(
     move |service| check::members_behind(&service, &members(&ctx))
 }
 
-/// Transient errors retry with this object's own backoff.
+/// Transient errors retry with this object's own backoff. A conflict is
+/// not the object failing but this replica's copy being behind: it retries
+/// soon, without growing the backoff, or a few conflicts in a row while the
+/// watch catches up (after a failover) would delay the object for seconds.
 fn error_policy<K: kube::Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
     let key = ObjectRef::from_obj(&*object).to_string();
+    if error.metric_label() == "conflict" {
+        tracing::debug!(object = %key, "status conflict; retrying on a newer copy");
+        return Action::requeue(CONFLICT_RETRY);
+    }
     let delay = ctx.backoff.failed(&key);
     telemetry::retries_pending(ctx.backoff.pending());
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
+
+/// How soon a reconcile whose status write conflicted runs again.
+const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Consumes a controller's results: a success clears the object's backoff.
 async fn drain<K, S>(results: S, ctx: &Context)
