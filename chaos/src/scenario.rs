@@ -18,7 +18,7 @@ use rand::Rng;
 use crate::churn::{self, Churn};
 use crate::converge::Observer;
 use crate::population::{self, Population, Sizes};
-use crate::traffic::{self, Fleet, Load, Routers, Serving, TrafficArgs};
+use crate::traffic::{self, Load, Routers, TrafficArgs};
 use crate::{Group, Replica, holders, shard, writer};
 
 /// The faults a scenario injects.
@@ -168,18 +168,8 @@ async fn exercise(
         .await?;
     let client = observer.client.clone();
     let redis = group.redis.clone();
-    let served = population
-        .servers
-        .first()
-        .context("a population without servers")?;
-    let fleet = Fleet {
-        binary: group.binary.clone(),
-        server: served.clone(),
-        redis: redis.clone(),
-        logs: group.logs.clone(),
-    };
-    let mut routers = Routers::start(fleet, plan.traffic.routers).await?;
-    let serving = Serving::new(served.clone());
+    let (mut routers, serving) =
+        Routers::of_first_server(group, population, plan.traffic.routers).await?;
     let endpoints = routers.endpoints.clone();
     let faulted = async {
         tokio::join!(

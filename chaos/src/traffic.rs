@@ -16,7 +16,8 @@ use anyhow::Context;
 use mcp_operator_catalog::ServerId;
 use serde_json::{Value, json};
 
-use crate::{Redis, Replica, free_port, poll};
+use crate::population::Population;
+use crate::{Group, Redis, Replica, free_port, poll};
 
 const PROTOCOL: &str = "2025-11-25";
 
@@ -84,6 +85,30 @@ pub struct Routers {
 }
 
 impl Routers {
+    /// `count` routers of `population`'s first server, run from `group`'s
+    /// binary on its Redis, and the changes to that server their clients
+    /// will time.
+    pub async fn of_first_server(
+        group: &Group,
+        population: &Population,
+        count: usize,
+    ) -> anyhow::Result<(Self, Serving)> {
+        let served = population
+            .servers
+            .first()
+            .context("a population without servers")?;
+        let fleet = Fleet {
+            binary: group.binary.clone(),
+            server: served.clone(),
+            redis: group.redis.clone(),
+            logs: group.logs.clone(),
+        };
+        Ok((
+            Self::start(fleet, count).await?,
+            Serving::new(served.clone()),
+        ))
+    }
+
     /// Starts `count` routers, each ready before it joins the endpoints.
     pub async fn start(fleet: Fleet, count: usize) -> anyhow::Result<Self> {
         let mut routers = Self {

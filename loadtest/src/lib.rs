@@ -17,7 +17,7 @@ use mcp_operator_chaos::converge::Observer;
 use mcp_operator_chaos::kinds::Kind;
 use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
-use mcp_operator_chaos::traffic::{self, Fleet, Load, Routers, Serving, TrafficArgs};
+use mcp_operator_chaos::traffic::{self, Load, Routers, TrafficArgs};
 use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
 
 /// How long a stopped replica may take to release its Leases and exit.
@@ -191,18 +191,8 @@ async fn churn_with_routers(
     group: &Group,
     population: &Population,
 ) -> anyhow::Result<Churned> {
-    let served = population
-        .servers
-        .first()
-        .context("a population without servers")?;
-    let fleet = Fleet {
-        binary: group.binary.clone(),
-        server: served.clone(),
-        redis: group.redis.clone(),
-        logs: group.logs.clone(),
-    };
-    let routers = Routers::start(fleet, config.traffic.routers).await?;
-    let serving = Serving::new(served.clone());
+    let (routers, serving) =
+        Routers::of_first_server(group, population, config.traffic.routers).await?;
     let churning = churn::run(
         observer,
         &group.redis,
