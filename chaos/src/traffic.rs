@@ -62,17 +62,77 @@ impl Fleet {
         ];
         args.extend(self.redis.flags());
         let router = Replica::spawn(&self.binary, &args, name, &self.logs, None, port)?;
-        let http = http()?;
-        let ready = format!("{base}/readyz");
-        poll(Duration::from_secs(30), "a router to be ready", || async {
-            let response = http.get(&ready).send().await;
-            Ok(response
-                .is_ok_and(|r| r.status().is_success())
-                .then_some(()))
-        })
-        .await?;
+        wait_ready(&http()?, &base).await?;
         Ok(router)
     }
+}
+
+/// Waits (at most 30 s) until the router at `base` reports ready.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let ready = format!("{base}/readyz");
+    poll(Duration::from_secs(30), "a router to be ready", || async {
+        let response = http.get(&ready).send().await;
+        Ok(response
+            .is_ok_and(|r| r.status().is_success())
+            .then_some(()))
+    })
+    .await
+}
+
+/// Opens an MCP session (2025-11-25) on the router at `base` as
+/// `client_name`: initialize, then the initialized notification; returns
+/// the session id.
+pub async fn initialize(
+    http: &reqwest::Client,
+    base: &str,
+    client_name: &str,
+) -> anyhow::Result<String> {
+    let request = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL, "capabilities": {},
+        "clientInfo": {"name": client_name, "version": "0"}}});
+    let response = http
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&request)
+        .send()
+        .await?;
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .context("initialize: no session id")?
+        .to_str()?
+        .to_owned();
+    anyhow::ensure!(
+        response.status().is_success(),
+        "initialize: HTTP {}",
+        response.status()
+    );
+    response.bytes().await?;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _) = post(http, base, Some(&session), &initialized).await?;
+    anyhow::ensure!(status.is_success(), "initialized: HTTP {status}");
+    Ok(session)
+}
+
+/// POSTs `body` to the router's /mcp, in `session` if given; returns the
+/// status and the body.
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let mut request = http
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", PROTOCOL)
+        .json(body);
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    Ok((status, response.text().await?))
 }
 
 /// The routers of one server, as running processes and as the endpoints
@@ -376,13 +436,13 @@ impl Client {
         let session = match &self.session {
             Some(session) => session.clone(),
             None => {
-                let session = self.initialize(base).await?;
+                let session = initialize(&self.http, base, "chaos-traffic").await?;
                 self.session = Some(session.clone());
                 session
             }
         };
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-        let (status, body) = self.post(base, Some(&session), &request).await?;
+        let (status, body) = post(&self.http, base, Some(&session), &request).await?;
         if status == reqwest::StatusCode::NOT_FOUND {
             // The session is gone (as a client must, start a new one).
             self.session = None;
@@ -403,55 +463,6 @@ impl Client {
         self.serving
             .saw(router, &revisions, &self.endpoints.names());
         Ok(())
-    }
-
-    async fn initialize(&self, base: &str) -> anyhow::Result<String> {
-        let request = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": PROTOCOL, "capabilities": {},
-            "clientInfo": {"name": "chaos-traffic", "version": "0"}}});
-        let response = self
-            .http
-            .post(format!("{base}/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .json(&request)
-            .send()
-            .await?;
-        let session = response
-            .headers()
-            .get("mcp-session-id")
-            .context("initialize: no session id")?
-            .to_str()?
-            .to_owned();
-        anyhow::ensure!(
-            response.status().is_success(),
-            "initialize: HTTP {}",
-            response.status()
-        );
-        response.bytes().await?;
-        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        let (status, _) = self.post(base, Some(&session), &initialized).await?;
-        anyhow::ensure!(status.is_success(), "initialized: HTTP {status}");
-        Ok(session)
-    }
-
-    async fn post(
-        &self,
-        base: &str,
-        session: Option<&str>,
-        body: &Value,
-    ) -> anyhow::Result<(reqwest::StatusCode, String)> {
-        let mut request = self
-            .http
-            .post(format!("{base}/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROTOCOL)
-            .json(body);
-        if let Some(session) = session {
-            request = request.header("mcp-session-id", session);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        Ok((status, response.text().await?))
     }
 }
 

@@ -19,6 +19,7 @@ use mcp_operator_catalog::{
     Catalog, Endpoint, Invalidation, Published, ServerId, ServerInfo, Source, Tool, keys,
 };
 use mcp_operator_chaos::report::{quantile, today, write_section};
+use mcp_operator_chaos::traffic;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -101,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .build()?;
-    wait_ready(&http, &base).await?;
+    traffic::wait_ready(&http, &base).await?;
 
     let tool = format!("tool-{:04}", args.tools / 2);
     let arguments = json!({"message": "hello", "count": 3});
@@ -290,22 +291,6 @@ async fn publish(redis_url: &str, catalog: &Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the router at {base} was not ready within 30s")
-}
-
 /// One MCP session per worker.
 async fn initialize_sessions(
     http: &reqwest::Client,
@@ -314,29 +299,7 @@ async fn initialize_sessions(
 ) -> anyhow::Result<Vec<String>> {
     let mut sessions = Vec::with_capacity(count);
     for _ in 0..count {
-        let response = http
-            .post(format!("{base}/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "router-bench", "version": "0"}}}))
-            .send()
-            .await?;
-        let session = response
-            .headers()
-            .get("mcp-session-id")
-            .context("initialize returned no session id")?
-            .to_str()?
-            .to_owned();
-        response.bytes().await?;
-        http.post(format!("{base}/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .header("mcp-session-id", &session)
-            .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .send()
-            .await?
-            .error_for_status()?;
-        sessions.push(session);
+        sessions.push(traffic::initialize(http, base, "router-bench").await?);
     }
     Ok(sessions)
 }
