@@ -167,7 +167,6 @@ async fn exercise(
         .wait_converged(population, Instant::now(), plan.limit)
         .await?;
     let client = observer.client.clone();
-    let redis = group.redis.clone();
     let (mut routers, serving) =
         Routers::of_first_server(group, population, plan.traffic.routers).await?;
     let endpoints = routers.endpoints.clone();
@@ -175,7 +174,7 @@ async fn exercise(
         tokio::join!(
             churn::run(
                 observer,
-                &redis,
+                &group.redis,
                 population,
                 plan.churn_rate,
                 plan.duration,

@@ -24,20 +24,55 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error a reconcile's own code returned, out of the finalizer's
+    /// wrapping.
+    fn cause(&self) -> &Error {
+        match self {
+            Error::Finalizer(inner) => match &**inner {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.cause(),
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether a status write found the object changed since it was read.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.cause(), Error::Conflict)
+    }
+
     /// The `error` label of `mcp_operator_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
-        match self {
+        match self.cause() {
             Error::Kube(_) => "kube",
             Error::Store(_) => "redis",
             Error::Build { .. } => "build",
-            Error::Finalizer(inner) => match &**inner {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                _ => "finalizer",
-            },
+            Error::Finalizer(_) => "finalizer",
             Error::Incomplete(_) => "incomplete",
             Error::Fenced(_) => "fenced",
             Error::Conflict => "conflict",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::finalizer::Error as FinalizerError;
+
+    use super::Error;
+
+    #[test]
+    fn a_conflict_is_told_apart_inside_the_finalizer_too() {
+        let wrapped = Error::Finalizer(Box::new(FinalizerError::ApplyFailed(Error::Conflict)));
+        assert!(wrapped.is_conflict());
+        assert_eq!(wrapped.metric_label(), "conflict");
+        let other = Error::Finalizer(Box::new(FinalizerError::ApplyFailed(Error::Incomplete(
+            "uid",
+        ))));
+        assert!(!other.is_conflict());
+        assert_eq!(other.metric_label(), "incomplete");
+        let unnamed = Error::Finalizer(Box::new(FinalizerError::UnnamedObject));
+        assert_eq!(unnamed.metric_label(), "finalizer");
     }
 }

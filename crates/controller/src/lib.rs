@@ -443,7 +443,7 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
     ctx: Arc<Context>,
 ) -> Action {
     let key = ObjectRef::from_obj(&*object).to_string();
-    if error.metric_label() == "conflict" {
+    if error.is_conflict() {
         tracing::debug!(object = %key, "status conflict; retrying on a newer copy");
         return Action::requeue(CONFLICT_RETRY);
     }
