@@ -634,23 +634,23 @@ pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
         .map(|t| t.name.as_str())
         .collect();
     assert_eq!(names, ["good"]);
-    let status = env
-        .api::<MCPServer>()
-        .get("ok")
-        .await
-        .expect("server")
-        .status
-        .expect("status");
+    // Members created later than the server's first publish reach its
+    // status at a later one: wait for the server to have seen them all.
+    let members = tools.len() + prompts.len() + resources.len();
+    let status = support::wait_for(&env.api::<MCPServer>(), "ok", |s: Option<&MCPServer>| {
+        s.and_then(|s| s.status.as_ref())
+            .is_some_and(|st| st.excluded.len() >= members)
+    })
+    .await
+    .expect("server")
+    .status
+    .expect("status");
     let excluded: Vec<_> = status
         .excluded
         .iter()
         .map(|e| (e.kind.as_str(), e.name.as_str(), e.reason.as_str()))
         .collect();
-    assert_eq!(
-        excluded.len(),
-        tools.len() + prompts.len() + resources.len(),
-        "{excluded:?}"
-    );
+    assert_eq!(excluded.len(), members, "{excluded:?}");
     assert!(
         excluded.iter().all(|(_, _, reason)| *reason == "NotReady"),
         "{excluded:?}"
