@@ -5,6 +5,7 @@
 //! at a smoke size so the harness cannot rot.
 
 pub mod ceiling;
+pub mod requests;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
 use mcp_operator_chaos::traffic::{self, Load, Routers, TrafficArgs};
 use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
+
+use crate::requests::Requests;
 
 /// How long a stopped replica may take to release its Leases and exit.
 const GRACE: Duration = Duration::from_secs(15);
@@ -63,6 +66,9 @@ pub struct Run {
     pub reconciles: Vec<f64>,
     /// Apiserver requests during the run, not counting the load test's own.
     pub apiserver_requests: f64,
+    /// All requests during the run by verb and resource, the load test's
+    /// own included (they cannot be told apart per resource).
+    pub requests: Requests,
     pub peak_rss: Vec<u64>,
     pub cpu_seconds: Vec<f64>,
     /// Status writes per second a plain client reached on the same objects.
@@ -138,7 +144,7 @@ async fn converge_with(
     replicas: usize,
     churn: bool,
 ) -> anyhow::Result<Run> {
-    let before = apiserver_requests(&observer.client).await?;
+    let before = Requests::scrape(&observer.client).await?;
     let own_before = observer.requests;
     let started = Instant::now();
     let group_replicas: Vec<Replica> = (0..replicas)
@@ -149,7 +155,7 @@ async fn converge_with(
         .await
         .with_context(|| format!("logs in {}", group.logs.display()))?;
     let converged_in = started.elapsed();
-    let after = apiserver_requests(&observer.client).await?;
+    let requests = Requests::scrape(&observer.client).await?.since(&before);
     let own = (observer.requests - own_before) as f64;
 
     let churn = if churn {
@@ -175,7 +181,8 @@ async fn converge_with(
         objects: last.objects,
         converged_in,
         reconciles,
-        apiserver_requests: (after - before - own).max(0.0),
+        apiserver_requests: (requests.total() - own).max(0.0),
+        requests,
         peak_rss,
         cpu_seconds,
         ceiling,
@@ -209,19 +216,8 @@ async fn churn_with_routers(
     })
 }
 
-/// Requests the apiserver has served since it started, from its metrics.
-async fn apiserver_requests(client: &Client) -> anyhow::Result<f64> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client
-        .request_text(request)
-        .await
-        .context("reading the apiserver's /metrics")?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum())
-}
+/// How many request kinds the report lists per run.
+const REQUEST_KINDS: usize = 8;
 
 /// The report section of a load test.
 pub fn markdown(config: &Config, runs: &[Run]) -> String {
@@ -260,6 +256,23 @@ pub fn markdown(config: &Config, runs: &[Run]) -> String {
             run.apiserver_requests / run.objects.max(1) as f64,
             run.peak_rss.iter().copied().max().unwrap_or(0) as f64 / (1024.0 * 1024.0),
             run.cpu_seconds.iter().sum::<f64>(),
+        ));
+    }
+    out.push_str(
+        "\nWhere the apiserver's requests went (the load test's own included), largest first:\n\n",
+    );
+    for run in runs {
+        let objects = run.objects.max(1) as f64;
+        let top: Vec<String> = run
+            .requests
+            .top(REQUEST_KINDS)
+            .iter()
+            .map(|(key, n)| format!("{key} {:.2}", n / objects))
+            .collect();
+        out.push_str(&format!(
+            "- {} replica(s), per object: {}\n",
+            run.replicas,
+            top.join(", ")
         ));
     }
     if let Some((run, churned)) = runs.iter().find_map(|r| r.churn.as_ref().map(|c| (r, c))) {
