@@ -827,6 +827,68 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
     assert_eq!(version, None);
 }
 
+/// A reconcile applies only the workload objects not in place: touching
+/// the server applies nothing, while an edit of the Deployment by someone
+/// else, or a deleted ServiceAccount, is undone.
+pub async fn workload_is_applied_only_when_not_in_place(redis: Redis) {
+    let env = Env::new(redis, "drift").await;
+    env.apply::<Service>(service("backend")).await;
+    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
+        .await;
+    env.apply::<MCPServer>(server("s", "t")).await;
+    published_version(&env, "s", 1).await;
+    let deployments = env.api::<Deployment>();
+    let router_image = |d: &Deployment| {
+        d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()
+    };
+    let image = support::wait_for(&deployments, "s", |d: Option<&Deployment>| d.is_some())
+        .await
+        .as_ref()
+        .and_then(router_image)
+        .expect("the router image");
+
+    // A touch reconciles the server; its Deployment is already in place.
+    let unchanged = r#"mcp_operator_workload_applies_total{kind="Deployment",outcome="unchanged"}"#;
+    let before = env.counter(unchanged);
+    let touch = json!({"metadata": {"annotations": {"test/touched": "yes"}}});
+    env.api::<MCPServer>()
+        .patch("s", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .expect("annotate");
+    tokio::time::timeout(WAIT, async {
+        while env.counter(unchanged) <= before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the Deployment found in place, not applied again");
+
+    let edit = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "router", "image": "edited.example/router:1"}
+    ]}}}});
+    deployments
+        .patch("s", &PatchParams::default(), &Patch::Strategic(&edit))
+        .await
+        .expect("edit the Deployment");
+    support::wait_for(&deployments, "s", |d: Option<&Deployment>| {
+        d.and_then(router_image).as_ref() == Some(&image)
+    })
+    .await;
+
+    let accounts = env.api::<ServiceAccount>();
+    let account = accounts.get("s-router").await.expect("the router account");
+    accounts
+        .delete("s-router", &DeleteParams::default())
+        .await
+        .expect("delete the account");
+    support::wait_for(&accounts, "s-router", |a: Option<&ServiceAccount>| {
+        a.is_some_and(|a| a.metadata.uid != account.metadata.uid)
+    })
+    .await;
+}
+
 /// What Redis loses (a failover, a restart without persistence) comes
 /// back: the audit notices a catalog that is missing, or older than the
 /// server's status, and the server's reconcile publishes it again.
@@ -909,6 +971,10 @@ macro_rules! controller_cases {
         #[tokio::test]
         async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis() {
             controller::unchanged_reconcile_writes_nothing_and_deletion_cleans_redis($redis).await
+        }
+        #[tokio::test]
+        async fn workload_is_applied_only_when_not_in_place() {
+            controller::workload_is_applied_only_when_not_in_place($redis).await
         }
         #[tokio::test]
         async fn lost_catalog_is_published_again() {

@@ -167,12 +167,9 @@ impl Catalog {
         self.resources.sort_by(|a, b| a.uri.cmp(&b.uri));
     }
 
-    /// SHA-256 of the canonical JSON, hex, truncated to 128 bits.
+    /// The [`digest`] of the canonical JSON.
     pub fn version(&self) -> CatalogVersion {
-        let mut hasher = Sha256::new();
-        hasher.update(self.canonical_json());
-        let digest = hasher.finalize();
-        CatalogVersion(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        CatalogVersion(digest(&self.canonical_json()))
     }
 
     /// The bytes the version hashes: serde_json writes struct fields in
@@ -180,6 +177,13 @@ impl Catalog {
     fn canonical_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// SHA-256 of `bytes`, hex, truncated to 128 bits: a catalog's version,
+/// and the operator's record of what it applied to an object.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What Redis holds for a server: the catalog and its version together, so

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
@@ -50,6 +51,8 @@ pub struct Context {
     pub resources: Store<MCPResource>,
     pub services: Store<Service>,
     pub servers: Store<MCPServer>,
+    pub deployments: Store<Deployment>,
+    pub accounts: Store<ServiceAccount>,
     pub ingresses: Store<Ingress>,
     pub budgets: Store<PodDisruptionBudget>,
     pub membership: Mutex<Membership>,
@@ -80,6 +83,8 @@ impl Context {
             resources: stores.resources,
             services: stores.services,
             servers: stores.servers,
+            deployments: stores.deployments,
+            accounts: stores.accounts,
             ingresses: stores.ingresses,
             budgets: stores.budgets,
             membership: Mutex::default(),
@@ -102,7 +107,9 @@ pub struct Stores {
     pub resources: Store<MCPResource>,
     pub services: Store<Service>,
     pub servers: Store<MCPServer>,
-    /// The operator's own (by label), as server workloads.
+    /// The operator's own (by label): server workloads.
+    pub deployments: Store<Deployment>,
+    pub accounts: Store<ServiceAccount>,
     pub ingresses: Store<Ingress>,
     pub budgets: Store<PodDisruptionBudget>,
 }

@@ -23,6 +23,7 @@ mod check;
 mod conditions;
 mod context;
 mod deferral;
+mod drift;
 mod error;
 mod http;
 mod lease;
@@ -42,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{self, Action, Controller};
@@ -107,8 +108,13 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     // Servers keep finalizers, so their deletion arrives as an update.
     let (servers_store, [server_events]) =
         shared::<MCPServer, 1>(&client, all(), [Skip], &mut filled);
-    // The optional parts of a server's workload, kept in stores so that a
-    // server without them costs no DELETE per reconcile.
+    // A server's workload, kept in stores so that a reconcile applies only
+    // what is not in place (drift.rs), and a server without the optional
+    // parts costs no DELETE.
+    let (deployments, [owned_deployments]) =
+        shared::<Deployment, 1>(&client, owned(), [Include], &mut filled);
+    let (accounts, [owned_accounts]) =
+        shared::<ServiceAccount, 1>(&client, owned(), [Include], &mut filled);
     let (ingresses, [owned_ingresses]) =
         shared::<Ingress, 1>(&client, owned(), [Include], &mut filled);
     let (budgets, [owned_budgets]) =
@@ -117,8 +123,19 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     // A server's own status writes do not trigger it again: its spec,
     // annotations (a manual nudge), finalizers and deletion do.
     let server_events = server_events.predicate_filter(server_changed, PredicateConfig::default());
+    let owned_deployments = owned_deployments.predicate_filter(
+        {
+            let deployments = deployments.clone();
+            move |d: &Deployment| {
+                let present = deployments.get(&ObjectRef::from_obj(d)).is_some();
+                Some(server::deployment_digest(d, present))
+            }
+        },
+        PredicateConfig::default(),
+    );
     let servers = Controller::for_stream(server_events, servers_store.clone())
-        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns_stream(owned_deployments)
+        .owns_stream(owned_accounts)
         .owns_stream(owned_ingresses)
         .owns_stream(owned_budgets)
         .owns_stream(owned_services);
@@ -131,6 +148,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             resources: resources.clone(),
             services: services.clone(),
             servers: servers_store,
+            deployments,
+            accounts,
             ingresses,
             budgets,
         },

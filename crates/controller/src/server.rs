@@ -20,6 +20,7 @@ use crate::assemble::{Selection, assemble};
 use crate::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
 use crate::context::{Context, FIELD_MANAGER, Object};
 use crate::deferral;
+use crate::drift;
 use crate::error::Error;
 use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
@@ -253,65 +254,83 @@ async fn apply_workload(
     server: &MCPServer,
     ctx: &Context,
     workload: Workload,
-) -> Result<Deployment, Error> {
+) -> Result<Arc<Deployment>, Error> {
     let namespace = server.namespace().unwrap_or_default();
     let name = server.name_any();
     // The account first: the Deployment's pods cannot be created without it.
-    server_side_apply(
+    ensure(
         ctx,
         &namespace,
         &workload::service_account_name(server),
-        &workload.service_account,
+        workload.service_account,
+        &ctx.accounts,
     )
     .await?;
-    let deployment = server_side_apply(ctx, &namespace, &name, &workload.deployment).await?;
-    server_side_apply(ctx, &namespace, &name, &workload.service).await?;
+    let deployment = ensure(
+        ctx,
+        &namespace,
+        &name,
+        workload.deployment,
+        &ctx.deployments,
+    )
+    .await?;
+    ensure(ctx, &namespace, &name, workload.service, &ctx.services).await?;
+    apply_or_remove(ctx, &namespace, &name, workload.ingress, &ctx.ingresses).await?;
     apply_or_remove(
         ctx,
         &namespace,
         &name,
-        workload.ingress.as_ref(),
-        &ctx.ingresses,
-    )
-    .await?;
-    apply_or_remove(
-        ctx,
-        &namespace,
-        &name,
-        workload.pod_disruption_budget.as_ref(),
+        workload.pod_disruption_budget,
         &ctx.budgets,
     )
     .await?;
     Ok(deployment)
 }
 
-async fn server_side_apply<K: Object>(
+/// Server-side applies `desired` unless `existing` (the watch's store)
+/// shows it already in place (drift.rs); returns the object as the
+/// apiserver has it.
+async fn ensure<K: Object + Send + Sync + 'static>(
     ctx: &Context,
     namespace: &str,
     name: &str,
-    object: &K,
-) -> Result<K, Error> {
+    mut desired: K,
+    existing: &Store<K>,
+) -> Result<Arc<K>, Error> {
+    drift::stamp(&mut desired).map_err(|source| Error::Build {
+        what: "workload",
+        source,
+    })?;
+    let kind = K::kind(&()).into_owned();
+    if let Some(live) = existing.get(&ObjectRef::new(name).within(namespace))
+        && drift::in_place(&*live, &desired)
+    {
+        telemetry::workload_applied(kind, "unchanged");
+        return Ok(live);
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(api
+    let applied = api
         .patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
+            &Patch::Apply(&desired),
         )
-        .await?)
+        .await?;
+    telemetry::workload_applied(kind, "applied");
+    Ok(Arc::new(applied))
 }
 
 /// Applies `object`, or deletes the one of that name when there should be
 /// none and `existing` (the watch's store) has it.
-async fn apply_or_remove<K: Object>(
+async fn apply_or_remove<K: Object + Send + Sync + 'static>(
     ctx: &Context,
     namespace: &str,
     name: &str,
-    object: Option<&K>,
+    object: Option<K>,
     existing: &Store<K>,
 ) -> Result<(), Error> {
     match object {
-        Some(object) => server_side_apply(ctx, namespace, name, object)
+        Some(object) => ensure(ctx, namespace, name, object, existing)
             .await
             .map(drop),
         // If the store has not seen one yet, its creation event will
@@ -331,6 +350,37 @@ async fn apply_or_remove<K: Object>(
             }
         }
     }
+}
+
+/// What a server reconcile reads of its Deployment, digested. kube's
+/// predicate filter passes only events that change it, so the controller
+/// manager's progress updates (four or so per rollout) do not each cost a
+/// reconcile. `present` is whether the watch's store still has the
+/// Deployment: its deletion must pass although its content did not change.
+pub fn deployment_digest(deployment: &Deployment, present: bool) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    let meta = deployment.meta();
+    let status = deployment.status.as_ref();
+    let available = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Available"))
+        .map(|c| (&c.status, &c.message));
+    (
+        present,
+        meta.generation,
+        &meta.labels,
+        &meta.annotations,
+        meta.owner_references
+            .iter()
+            .flatten()
+            .map(|o| &o.uid)
+            .collect::<Vec<_>>(),
+        status.and_then(|s| s.ready_replicas),
+        available,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Ok with a message when the Deployment reports Available, else why not.

@@ -44,3 +44,10 @@ pub fn retries_pending(pending: usize) {
 pub fn catalog_published(outcome: &'static str) {
     metrics::counter!("mcp_operator_catalog_publishes_total", "outcome" => outcome).increment(1);
 }
+
+/// A workload object a server reconcile wanted in place, and whether that
+/// took an apply (`applied`) or the object already was (`unchanged`).
+pub fn workload_applied(kind: String, outcome: &'static str) {
+    metrics::counter!("mcp_operator_workload_applies_total", "kind" => kind, "outcome" => outcome)
+        .increment(1);
+}
