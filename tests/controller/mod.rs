@@ -145,6 +145,34 @@ impl Env {
             .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
             .unwrap_or(0.0)
     }
+
+    /// A Service `backend`, one tool behind it and a server `s` selecting
+    /// it; returns the server's first published catalog.
+    pub async fn one_tool_server(&self) -> Published {
+        self.apply::<Service>(service("backend")).await;
+        self.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
+            .await;
+        self.apply::<MCPServer>(server("s", "t")).await;
+        published_version(self, "s", 1).await
+    }
+
+    /// Annotates `server`, which reconciles it, and waits until `counter`
+    /// has grown.
+    pub async fn touch(&self, server: &str, counter: &str, expected: &str) {
+        let before = self.counter(counter);
+        let touch = json!({"metadata": {"annotations": {"test/touched": "yes"}}});
+        self.api::<MCPServer>()
+            .patch(server, &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .expect("annotate");
+        tokio::time::timeout(WAIT, async {
+            while self.counter(counter) <= before {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{expected} after the touch"));
+    }
 }
 
 pub fn tool(name: &str, labels: serde_json::Value, service: &str) -> serde_json::Value {
@@ -759,11 +787,7 @@ pub async fn service_deletion_flips_backend_resolved(redis: Redis) {
 /// the server removes its catalog and publishes a tombstone.
 pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis: Redis) {
     let env = Env::new(redis, "cleanup").await;
-    env.apply::<Service>(service("backend")).await;
-    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
-        .await;
-    env.apply::<MCPServer>(server("s", "t")).await;
-    let first = published_version(&env, "s", 1).await;
+    let first = env.one_tool_server().await;
 
     let id = env.server_id("s");
     let client = redis::Client::open(match redis {
@@ -783,20 +807,13 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
         .expect("SUBSCRIBE");
 
     // Touch the server: a new reconcile that finds the catalog current.
-    let unchanged = r#"mcp_operator_catalog_publishes_total{outcome="unchanged"}"#;
-    let before = env.counter(unchanged);
+    env.touch(
+        "s",
+        r#"mcp_operator_catalog_publishes_total{outcome="unchanged"}"#,
+        "an unchanged publish",
+    )
+    .await;
     let api = env.api::<MCPServer>();
-    let touch = json!({"metadata": {"annotations": {"test/touched": "yes"}}});
-    api.patch("s", &PatchParams::default(), &Patch::Merge(&touch))
-        .await
-        .expect("annotate");
-    tokio::time::timeout(WAIT, async {
-        while env.counter(unchanged) <= before {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("an unchanged publish after the touch");
     assert_eq!(
         env.published("s").await.expect("catalog").version,
         first.version
@@ -832,14 +849,16 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
 /// else, or a deleted ServiceAccount, is undone.
 pub async fn workload_is_applied_only_when_not_in_place(redis: Redis) {
     let env = Env::new(redis, "drift").await;
-    env.apply::<Service>(service("backend")).await;
-    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
-        .await;
-    env.apply::<MCPServer>(server("s", "t")).await;
-    published_version(&env, "s", 1).await;
+    env.one_tool_server().await;
     let deployments = env.api::<Deployment>();
     let router_image = |d: &Deployment| {
-        d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        d.spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .first()?
             .image
             .clone()
     };
@@ -850,20 +869,12 @@ pub async fn workload_is_applied_only_when_not_in_place(redis: Redis) {
         .expect("the router image");
 
     // A touch reconciles the server; its Deployment is already in place.
-    let unchanged = r#"mcp_operator_workload_applies_total{kind="Deployment",outcome="unchanged"}"#;
-    let before = env.counter(unchanged);
-    let touch = json!({"metadata": {"annotations": {"test/touched": "yes"}}});
-    env.api::<MCPServer>()
-        .patch("s", &PatchParams::default(), &Patch::Merge(&touch))
-        .await
-        .expect("annotate");
-    tokio::time::timeout(WAIT, async {
-        while env.counter(unchanged) <= before {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the Deployment found in place, not applied again");
+    env.touch(
+        "s",
+        r#"mcp_operator_workload_applies_total{kind="Deployment",outcome="unchanged"}"#,
+        "the Deployment found in place, not applied again,",
+    )
+    .await;
 
     let edit = json!({"spec": {"template": {"spec": {"containers": [
         {"name": "router", "image": "edited.example/router:1"}
@@ -894,12 +905,8 @@ pub async fn workload_is_applied_only_when_not_in_place(redis: Redis) {
 /// server's status, and the server's reconcile publishes it again.
 pub async fn lost_catalog_is_published_again(redis: Redis) {
     let env = Env::new(redis, "audit").await;
-    env.apply::<Service>(service("backend")).await;
-    env.apply::<MCPTool>(tool("tool", json!({"team": "t"}), "backend"))
-        .await;
-    env.apply::<MCPServer>(server("s", "t")).await;
+    let published = env.one_tool_server().await;
     condition(&env.api::<MCPServer>(), "s", "Ready", "True", "Ready").await;
-    let published = published_version(&env, "s", 1).await;
     let id = env.server_id("s");
     let mut conn = crate::controller::redis(redis).await;
     let delete = redis::cmd("DEL")
