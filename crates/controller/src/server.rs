@@ -361,13 +361,9 @@ pub fn deployment_digest(deployment: &Deployment, present: bool) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
     let meta = deployment.meta();
-    let status = deployment.status.as_ref();
-    let available = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Available"))
-        .map(|c| (&c.status, &c.message));
     (
         present,
+        // What drift.rs compares (a spec edit bumps the generation).
         meta.generation,
         &meta.labels,
         &meta.annotations,
@@ -376,8 +372,9 @@ pub fn deployment_digest(deployment: &Deployment, present: bool) -> u64 {
             .flatten()
             .map(|o| &o.uid)
             .collect::<Vec<_>>(),
-        status.and_then(|s| s.ready_replicas),
-        available,
+        // What the server's status reports.
+        deployment_available(deployment),
+        deployment.status.as_ref().and_then(|s| s.ready_replicas),
     )
         .hash(&mut hasher);
     hasher.finish()
