@@ -8,6 +8,7 @@
 pub mod churn;
 pub mod converge;
 pub mod kinds;
+pub mod metrics;
 pub mod population;
 pub mod process;
 pub mod report;
@@ -238,17 +239,7 @@ impl Replica {
         stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
         let mut body = String::new();
         stream.read_to_string(&mut body)?;
-        Ok(body
-            .lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix(name)?;
-                let value = match rest.strip_prefix('{') {
-                    Some(labelled) => labelled.rsplit_once('}')?.1,
-                    None => rest.strip_prefix(' ')?,
-                };
-                value.trim().parse::<f64>().ok()
-            })
-            .sum())
+        Ok(metrics::samples(&body, name).map(|(_, value)| value).sum())
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use kube::Client;
+use mcp_operator_chaos::metrics;
 
 /// Requests served since the apiserver started, keyed by `VERB
 /// resource[/subresource]` (all groups and response codes summed).
@@ -24,24 +25,13 @@ impl Requests {
 
     fn parse(text: &str) -> Self {
         let mut counts = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.rsplit_once("} ") else {
-                continue;
-            };
-            let Ok(value) = value.trim().parse::<f64>() else {
-                continue;
-            };
-            let label = |name: &str| {
-                labels
-                    .split(',')
-                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\""))
-                    .map_or("", |v| v.trim_end_matches('"'))
-            };
-            let mut key = format!("{} {}", label("verb"), label("resource"));
-            let subresource = label("subresource");
+        for (labels, value) in metrics::samples(text, "apiserver_request_total") {
+            let mut key = format!(
+                "{} {}",
+                metrics::label(labels, "verb"),
+                metrics::label(labels, "resource")
+            );
+            let subresource = metrics::label(labels, "subresource");
             if !subresource.is_empty() {
                 key = format!("{key}/{subresource}");
             }
