@@ -28,11 +28,7 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
         shards: 4,
         lease_namespace: lease_namespace.clone(),
         redis,
-        timing: Timing {
-            lease_duration: Duration::from_secs(3),
-            renew_interval: Duration::from_millis(500),
-            retry_period: Duration::from_millis(250),
-        },
+        timing: Timing::fast(),
         logs: logs_dir("chaos-smoke"),
     };
     let plan = Plan {

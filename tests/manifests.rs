@@ -14,7 +14,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -211,33 +210,6 @@ fn every_overlay_builds_and_passes_a_server_dry_run() {
     }
 }
 
-/// A kubeconfig for the operator's ServiceAccount: the admin kubeconfig's
-/// cluster with a token from the TokenRequest API instead of its user.
-fn service_account_kubeconfig(dir: &Path) -> PathBuf {
-    let token = kubectl(&[
-        "create",
-        "token",
-        "mcp-operator",
-        "--namespace",
-        SYSTEM,
-        "--duration=1h",
-    ]);
-    let admin = std::fs::read_to_string(testenv_var("KUBECONFIG")).expect("the admin kubeconfig");
-    let mut config: Value = serde_yaml_ng::from_str(&admin).expect("a kubeconfig");
-    let users = config["users"].as_array_mut().expect("kubeconfig users");
-    for user in users {
-        user["user"] = serde_json::json!({"token": token.trim()});
-    }
-    std::fs::create_dir_all(dir).expect("the log directory");
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        serde_yaml_ng::to_string(&config).expect("serializable"),
-    )
-    .expect("write the kubeconfig");
-    path
-}
-
 #[tokio::test]
 async fn examples_reach_ready_under_the_operators_own_rbac() {
     let client = support::client().await;
@@ -253,7 +225,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         lease_namespace: SYSTEM.into(),
         redis: Redis::Single(testenv_var("MCP_REDIS_URL")),
         timing: Timing::default(),
-        kubeconfig: Some(service_account_kubeconfig(&logs)),
+        kubeconfig: Some(support::account_kubeconfig(&client, SYSTEM, "mcp-operator", &logs).await),
         logs: logs.clone(),
     };
     let mut operator = group.start("rbac").expect("start the operator");

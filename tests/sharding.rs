@@ -1,6 +1,7 @@
 //! Sharded high availability with replicas as separate processes, against
 //! the real apiserver and Redis: shards are divided, fail over after a
-//! kill, rebalance when a replica joins, are handed over at SIGTERM, and a
+//! kill, rebalance when a replica joins, are left to a replica still filling
+//! its caches (for a bounded time), are handed over at SIGTERM, and a
 //! replica paused past its lease cannot overwrite the new holder's writes.
 //!
 //! One test, run as a sequence, because every replica group reconciles the
@@ -9,9 +10,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams};
 use mcp_operator_api::{MCPServer, MCPTool};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::{Group, Redis, Timing, holders, logs_dir, poll, shard, writer};
@@ -52,6 +57,29 @@ async fn workload(client: &kube::Client, description: &str) -> ServerId {
         namespace: ns,
         name: "server".into(),
     }
+}
+
+/// A kubeconfig of a ServiceAccount that may use the Leases in `lease_ns`
+/// and nothing else.
+async fn lease_only_kubeconfig(client: &kube::Client, lease_ns: &str, dir: &Path) -> PathBuf {
+    support::apply::<ServiceAccount>(
+        client,
+        lease_ns,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "leases-only"}}),
+    )
+    .await;
+    support::apply::<Role>(client, lease_ns, json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "leases-only"},
+        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "delete"]}],
+    }))
+    .await;
+    support::apply::<RoleBinding>(client, lease_ns, json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "leases-only"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leases-only"},
+        "subjects": [{"kind": "ServiceAccount", "name": "leases-only", "namespace": lease_ns}],
+    }))
+    .await;
+    support::account_kubeconfig(client, lease_ns, "leases-only", dir).await
 }
 
 /// Waits until every shard has a holder among `replicas`, each holding at
@@ -121,11 +149,7 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
         shards: SHARDS,
         lease_namespace: lease_ns.clone(),
         redis: Redis::Single(redis_url.clone()),
-        timing: Timing {
-            lease_duration: Duration::from_secs(3),
-            renew_interval: Duration::from_millis(500),
-            retry_period: Duration::from_millis(250),
-        },
+        timing: Timing::fast(),
         kubeconfig: None,
         logs: logs_dir(&lease_ns),
     };
@@ -139,9 +163,48 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
         "the namespaces spread over shards: {used:?}"
     );
 
+    // A replica still filling its caches is left its share. `joiner` may
+    // write Leases but list nothing, so its caches never fill: the first
+    // replica ready takes half the shards while the joiner is within its
+    // grace, and all of them after it.
+    let joiner = Group {
+        kubeconfig: Some(lease_only_kubeconfig(&client, &lease_ns, &group.logs).await),
+        ..group.clone()
+    }
+    .start("joiner")
+    .expect("joiner");
+    poll(LIMIT, "the joiner's heartbeat", || async {
+        let leases = Api::<Lease>::namespaced(client.clone(), &lease_ns)
+            .list(&ListParams::default().labels("kubemcp.io/lease=joining"))
+            .await?;
+        Ok((!leases.items.is_empty()).then_some(()))
+    })
+    .await
+    .expect("the joiner announces itself");
+    let a = group.start("a").expect("a");
+    let half = (SHARDS / 2) as usize;
+    let held_by_a = || async {
+        let held = holders(&client, &lease_ns).await?;
+        anyhow::Ok(held.values().filter(|h| *h == "a").count())
+    };
+    poll(LIMIT, "a to hold half the shards", || async {
+        Ok((held_by_a().await? >= half).then_some(()))
+    })
+    .await
+    .expect("a takes its share");
+    // Several ticks of `a`: it takes nothing more within the grace.
+    tokio::time::sleep(group.timing.retry_period * 4).await;
+    assert_eq!(held_by_a().await.expect("leases"), half);
+    poll(LIMIT, "a to hold every shard after the grace", || async {
+        Ok((held_by_a().await? == SHARDS as usize).then_some(()))
+    })
+    .await
+    .expect("a stops waiting for the joiner");
+    joiner.signal("KILL").expect("kill the joiner");
+    drop(joiner);
+
     // Three replicas: every shard held by exactly one, fairly; every
     // server reconciled by its shard's holder only.
-    let a = group.start("a").expect("a");
     let b = group.start("b").expect("b");
     let mut c = group.start("c").expect("c");
     let held = balanced(&client, &lease_ns, &["a", "b", "c"]).await;

@@ -36,6 +36,19 @@ pub struct Timing {
     pub lease_duration: Duration,
     pub renew_interval: Duration,
     pub retry_period: Duration,
+    pub join_grace: Duration,
+}
+
+impl Timing {
+    /// For tests: fail over within seconds, wait briefly for joiners.
+    pub fn fast() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(3),
+            renew_interval: Duration::from_millis(500),
+            retry_period: Duration::from_millis(250),
+            join_grace: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Timing {
@@ -45,6 +58,7 @@ impl Default for Timing {
             lease_duration: Duration::from_secs(5),
             renew_interval: Duration::from_secs(1),
             retry_period: Duration::from_millis(500),
+            join_grace: Duration::from_secs(30),
         }
     }
 }
@@ -167,6 +181,8 @@ impl Group {
                 &seconds(self.timing.renew_interval),
                 "--retry-period",
                 &seconds(self.timing.retry_period),
+                "--join-grace",
+                &seconds(self.timing.join_grace),
             ]
             .map(str::to_owned),
         );

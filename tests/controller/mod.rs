@@ -39,6 +39,7 @@ pub fn sharding(namespace: String) -> ShardingArgs {
         lease_duration: Duration::from_secs(5),
         renew_interval: Duration::from_secs(1),
         retry_period: Duration::from_millis(500),
+        join_grace: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(10),
     }
 }

@@ -6,9 +6,11 @@
 pub mod redis;
 
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
@@ -127,4 +129,40 @@ where
     })
     .await;
     found.as_ref().and_then(matches).expect("the condition")
+}
+
+/// A kubeconfig, written into `dir`, that acts as the ServiceAccount
+/// `namespace/name`: the admin kubeconfig's cluster with a token from the
+/// TokenRequest API instead of its user.
+pub async fn account_kubeconfig(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    dir: &Path,
+) -> PathBuf {
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a token for the ServiceAccount")
+        .status
+        .expect("the apiserver returns the token")
+        .token;
+    let admin = std::fs::read_to_string(testenv_var("KUBECONFIG")).expect("the admin kubeconfig");
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(&admin).expect("a kubeconfig");
+    let users = config["users"].as_array_mut().expect("kubeconfig users");
+    for user in users {
+        user["user"] = serde_json::json!({ "token": token });
+    }
+    std::fs::create_dir_all(dir).expect("the directory of the kubeconfig");
+    let path = dir.join(format!("kubeconfig-{name}"));
+    let text = serde_yaml_ng::to_string(&config).expect("serializable");
+    std::fs::write(&path, text).expect("write the kubeconfig");
+    path
 }

@@ -82,6 +82,12 @@ pub struct ShardingArgs {
     #[arg(long, env = "MCP_RETRY_PERIOD", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub retry_period: Duration,
 
+    /// How long a replica still filling its caches has its share of the
+    /// shards left free for it, rather than taken by a ready replica and
+    /// handed over later.
+    #[arg(long, env = "MCP_JOIN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub join_grace: Duration,
+
     /// At SIGTERM, how long in-flight reconciles may finish before they are
     /// abandoned and the Leases released.
     #[arg(long, env = "MCP_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -1,12 +1,18 @@
 //! Shard leases: which replica reconciles which shard.
 //!
 //! Every shard has a `coordination.k8s.io/v1` Lease, and every replica a
-//! heartbeat Lease of its own so the others can count live replicas. Each
-//! tick a replica renews the shards it holds, releases those above its fair
-//! share (`ceil(shards / live replicas)`) so that a replica that joined can
-//! take them, and acquires free or expired shards up to its share. Every
-//! write is a `replace` carrying the resourceVersion it read, so two
-//! replicas can never both win a shard: the loser gets a conflict.
+//! heartbeat Lease of its own so the others can count live replicas. A
+//! replica writes its heartbeat from the start, marked joining while its
+//! caches fill. Each tick a ready replica renews the shards it holds,
+//! releases those above `ceil(shards / ready replicas)` so that a replica
+//! that became ready can take them, and acquires free or expired shards up
+//! to `ceil(shards / (ready + joining replicas))`: the shares of replicas
+//! still filling their caches are left for them rather than taken now and
+//! handed over (and reconciled twice) seconds later. A joining replica is
+//! waited for only `join_grace` from when this one is ready, so one that
+//! never gets ready cannot keep shards unowned. Every write is a `replace` carrying the resourceVersion
+//! it read, so two replicas can never both win a shard: the loser gets a
+//! conflict.
 //!
 //! Expiry is judged the way client-go's leader election judges it: by how
 //! long a Lease has gone unchanged as seen by this process's monotonic
@@ -42,6 +48,29 @@ pub struct ElectionConfig {
     pub renew_interval: Duration,
     /// How often free shards are looked for (and surplus ones released).
     pub retry_period: Duration,
+    /// How long a replica still filling its caches keeps its share free.
+    pub join_grace: Duration,
+}
+
+/// Replicas with an unexpired heartbeat, as one replica counts them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Live {
+    /// Replicas reconciling, this one included.
+    ready: u32,
+    /// Replicas filling their caches, within the join grace.
+    joining: u32,
+}
+
+impl Live {
+    /// Shards held above this are released to a replica that became ready.
+    fn keep(self, shards: u32) -> usize {
+        shards.div_ceil(self.ready.max(1)) as usize
+    }
+
+    /// Shards are acquired up to this, leaving joining replicas their share.
+    fn take(self, shards: u32) -> usize {
+        shards.div_ceil((self.ready + self.joining).max(1)) as usize
+    }
 }
 
 struct Held {
@@ -156,20 +185,39 @@ impl Shards {
 
 /// Runs the election for `shards` until `stop` resolves, then releases
 /// every held Lease so other replicas take over without waiting for expiry.
-pub async fn run(client: Client, shards: Arc<Shards>, stop: impl std::future::Future<Output = ()>) {
+/// Until `filled` resolves to true the replica only announces that it is
+/// joining: reconciling from a partial cache would publish catalogs that
+/// miss members. If it resolves to false (the caches can never fill) the
+/// replica leaves the election.
+pub async fn run(
+    client: Client,
+    shards: Arc<Shards>,
+    filled: impl std::future::Future<Output = bool>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let mut election = Election {
         api: Api::namespaced(client, &shards.config.namespace),
         shards: &shards,
         observed: HashMap::new(),
+        joining_since: HashMap::new(),
+        joining: true,
         last_renew: None,
     };
     let mut stop = std::pin::pin!(stop);
+    let mut filled = std::pin::pin!(filled);
     loop {
         if let Err(error) = election.tick().await {
             tracing::warn!(%error, "shard election tick failed");
         }
         tokio::select! {
             () = &mut stop => break,
+            filled = &mut filled, if election.joining => {
+                if !filled {
+                    break;
+                }
+                // Tick again at once, as a ready replica.
+                election.joining = false;
+            }
             () = tokio::time::sleep(shards.config.retry_period) => {}
         }
     }
@@ -181,8 +229,17 @@ struct Election<'a> {
     shards: &'a Shards,
     /// resourceVersion of each Lease and when this process saw it change.
     observed: HashMap<String, (String, Instant)>,
+    /// When this process first saw each joining heartbeat.
+    joining_since: HashMap<String, Instant>,
+    /// This replica's caches are still filling: it holds no shards.
+    joining: bool,
     last_renew: Option<Instant>,
 }
+
+/// The role label of a replica's heartbeat: joining, then ready.
+const JOINING: &str = "joining";
+const READY: &str = "replica";
+const SHARD: &str = "shard";
 
 fn shard_lease_name(shard: ShardId) -> String {
     format!("mcp-operator-shard-{shard}")
@@ -240,12 +297,17 @@ impl Election<'_> {
             .last_renew
             .is_none_or(|t| t.elapsed() >= self.config().renew_interval);
         let live = self.heartbeat(&leases, renew_due).await?;
+        if self.joining {
+            if renew_due {
+                self.last_renew = Some(Instant::now());
+            }
+            return Ok(());
+        }
         let shards = self.config().shards;
-        let fair = shards.div_ceil(live.max(1));
 
         let mut by_shard: BTreeMap<ShardId, Lease> = leases
             .into_iter()
-            .filter(|l| l.labels().get(LABEL).map(String::as_str) == Some("shard"))
+            .filter(|l| l.labels().get(LABEL).map(String::as_str) == Some(SHARD))
             .filter_map(|l| {
                 let shard = l
                     .name_any()
@@ -287,13 +349,14 @@ impl Election<'_> {
             held = self.shards.held_shards();
         }
 
-        if held.len() > fair as usize {
-            for shard in held.iter().rev().take(held.len() - fair as usize) {
+        let (keep, take) = (live.keep(shards), live.take(shards));
+        if held.len() > keep {
+            for shard in held.iter().rev().take(held.len() - keep) {
                 if let Some(lease) = by_shard.get(shard) {
                     self.release(*shard, lease.clone()).await;
                 }
             }
-        } else if held.len() < fair as usize {
+        } else if held.len() < take {
             let free: Vec<(ShardId, Lease)> = by_shard
                 .into_iter()
                 .filter(|(shard, lease)| {
@@ -305,27 +368,40 @@ impl Election<'_> {
                     !held.contains(shard) && (holder.is_empty() || self.expired(lease))
                 })
                 .collect();
-            for (shard, lease) in free.into_iter().take(fair as usize - held.len()) {
+            for (shard, lease) in free.into_iter().take(take - held.len()) {
                 self.acquire(shard, lease).await;
             }
         }
         Ok(())
     }
 
-    /// Renews this replica's heartbeat Lease, deletes expired ones of other
-    /// replicas, and returns how many replicas are live (this one included).
-    async fn heartbeat(&mut self, leases: &[Lease], renew_due: bool) -> Result<u32, kube::Error> {
+    /// Renews this replica's heartbeat Lease (and marks it ready once the
+    /// caches are filled), deletes expired ones of other replicas, and
+    /// counts the live replicas.
+    async fn heartbeat(&mut self, leases: &[Lease], renew_due: bool) -> Result<Live, kube::Error> {
         let own = self.replica_lease_name();
-        let mut live = 1;
-        for lease in leases
-            .iter()
-            .filter(|l| l.labels().get(LABEL).map(String::as_str) == Some("replica"))
-        {
-            if lease.name_any() == own {
-                if !renew_due {
+        let role = if self.joining { JOINING } else { READY };
+        let mut live = Live {
+            ready: u32::from(!self.joining),
+            joining: 0,
+        };
+        let mut joining_now = HashMap::new();
+        let heartbeats = leases.iter().filter_map(|l| {
+            let role = l.labels().get(LABEL)?;
+            [JOINING, READY]
+                .contains(&role.as_str())
+                .then_some((l, role))
+        });
+        for (lease, lease_role) in heartbeats {
+            let name = lease.name_any();
+            if name == own {
+                if !renew_due && lease_role == role {
                     continue;
                 }
                 let mut renewed = lease.clone();
+                renewed
+                    .labels_mut()
+                    .insert(LABEL.to_owned(), role.to_owned());
                 if let Some(spec) = renewed.spec.as_mut() {
                     spec.renew_time = Some(now());
                 }
@@ -339,13 +415,27 @@ impl Election<'_> {
                 };
                 let params = DeleteParams::default().preconditions(preconditions);
                 // Another replica may have deleted it first; that is fine.
-                let _ = self.api.delete(&lease.name_any(), &params).await;
+                let _ = self.api.delete(&name, &params).await;
+            } else if lease_role == JOINING {
+                let since = self
+                    .joining_since
+                    .get(&name)
+                    .copied()
+                    .unwrap_or_else(Instant::now);
+                if since.elapsed() < self.config().join_grace {
+                    live.joining += 1;
+                }
+                // The grace runs while this replica could take the share.
+                if !self.joining {
+                    joining_now.insert(name, since);
+                }
             } else {
-                live += 1;
+                live.ready += 1;
             }
         }
+        self.joining_since = joining_now;
         if !leases.iter().any(|l| l.name_any() == own) {
-            let lease = self.new_lease(&own, "replica", Some(self.config().identity.clone()));
+            let lease = self.new_lease(&own, role, Some(self.config().identity.clone()));
             self.api.create(&PostParams::default(), &lease).await?;
         }
         Ok(live)
@@ -375,7 +465,7 @@ impl Election<'_> {
     }
 
     async fn create_shard_lease(&self, shard: ShardId) -> Result<Lease, kube::Error> {
-        let lease = self.new_lease(&shard_lease_name(shard), "shard", None);
+        let lease = self.new_lease(&shard_lease_name(shard), SHARD, None);
         match self.api.create(&PostParams::default(), &lease).await {
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 self.api.get(&shard_lease_name(shard)).await
@@ -503,7 +593,21 @@ mod tests {
             lease_duration: Duration::from_secs(5),
             renew_interval: Duration::from_secs(1),
             retry_period: Duration::from_millis(500),
+            join_grace: Duration::from_secs(30),
         })
+    }
+
+    #[test]
+    fn joining_replicas_are_left_their_share_but_take_nothing_away() {
+        let live = |ready, joining| Live { ready, joining };
+        // The first replica ready of four takes a quarter, not everything.
+        assert_eq!((live(1, 3).keep(16), live(1, 3).take(16)), (16, 4));
+        // Two ready replicas holding half each keep it while a third joins:
+        // shards move only to a replica that can reconcile them.
+        assert_eq!((live(2, 1).keep(16), live(2, 1).take(16)), (8, 6));
+        // Alone, or with nobody joining, the shares are the same.
+        assert_eq!((live(1, 0).keep(16), live(1, 0).take(16)), (16, 16));
+        assert_eq!((live(3, 0).keep(16), live(3, 0).take(16)), (6, 6));
     }
 
     #[test]

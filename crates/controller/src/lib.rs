@@ -85,6 +85,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         lease_duration: sharding.lease_duration,
         renew_interval: sharding.renew_interval,
         retry_period: sharding.retry_period,
+        join_grace: sharding.join_grace,
     }));
     tracing::info!(
         identity = shards.identity(),
@@ -174,22 +175,24 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         let _ = stop_tx.send(true);
     });
     let (election_stop_tx, election_stop) = tokio::sync::watch::channel(false);
-    // A replica takes shards only once its caches are filled: reconciling
-    // from a partial cache would publish catalogs that miss members.
+    // A replica announces itself at once but takes shards only once its
+    // caches are filled (lease.rs).
     let election = tokio::spawn({
         let ctx = ctx.clone();
-        async move {
-            let mut stop = std::pin::pin!(stopped(election_stop));
-            let filled = tokio::select! {
-                filled = caches_filled(filled) => filled,
-                () = &mut stop => false,
-            };
+        let filled = async move {
+            let filled = caches_filled(filled).await;
             if filled {
                 ready.store(true, Ordering::Relaxed);
-                tracing::info!("caches filled; ready and joining the shard election");
-                lease::run(ctx.client.clone(), ctx.shards.clone(), stop).await;
+                tracing::info!("caches filled; ready to hold shards");
             }
-        }
+            filled
+        };
+        lease::run(
+            ctx.client.clone(),
+            ctx.shards.clone(),
+            filled,
+            stopped(election_stop),
+        )
     });
 
     let config = controller::Config::default().concurrency(args.concurrency);
