@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
@@ -332,6 +333,25 @@ pub async fn writer(
 /// The shard of `server` in a layout of `shards`.
 pub fn shard(server: &ServerId, shards: u32) -> u32 {
     shard_of(&server.namespace, shards).0
+}
+
+/// Deletes the namespaces `names` (their deletion goes on in the
+/// background).
+pub async fn delete_namespaces(client: &Client, names: &[String]) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    stream::iter(names)
+        .map(|ns| {
+            let api = api.clone();
+            async move {
+                api.delete(ns, &Default::default())
+                    .await
+                    .with_context(|| format!("deleting namespace {ns}"))
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.

@@ -182,20 +182,7 @@ async fn create_one(
 
 /// Deletes the run's namespaces (and with them everything in them).
 pub async fn delete(client: &Client, population: &Population) -> anyhow::Result<()> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
-    stream::iter(&population.namespaces)
-        .map(|ns| {
-            let api = api.clone();
-            async move {
-                api.delete(ns, &Default::default())
-                    .await
-                    .with_context(|| format!("deleting namespace {ns}"))
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(())
+    crate::delete_namespaces(client, &population.namespaces).await
 }
 
 /// Waits until the run's namespaces are gone, so that later runs' caches do

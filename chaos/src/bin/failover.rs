@@ -15,12 +15,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::{
-    Group, Redis, Replica, Timing, holders, logs_dir, namespace, poll, shard, writer,
+    Group, Redis, Replica, Timing, delete_namespaces, holders, logs_dir, namespace, poll, shard,
+    writer,
 };
 use serde_json::json;
 
@@ -106,6 +108,24 @@ async fn main() -> anyhow::Result<()> {
         times.sort();
         results.insert(signal, times);
     }
+    // The servers carry a finalizer: they are deleted while replicas run,
+    // so that what runs next in this testenv does not reconcile them.
+    let namespaces: Vec<String> = servers.iter().map(|s| s.namespace.clone()).collect();
+    delete_namespaces(&client, &namespaces).await?;
+    poll(LIMIT, "the failover namespaces to be deleted", || async {
+        let api = Api::<Namespace>::all(client.clone());
+        for ns in &namespaces {
+            if api.get_opt(ns).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await?;
+    for replica in replicas {
+        replica.stop(LIMIT).await?;
+    }
+    delete_namespaces(&client, &[lease_namespace]).await?;
 
     let mut section = format!(
         "## Shard failover\n\n\
