@@ -48,6 +48,9 @@ type PendingByServer = Arc<Mutex<HashMap<ServerId, Vec<Pending>>>>;
 
 /// How long changes may take to show up after the last one was made.
 const DRAIN: Duration = Duration::from_secs(15);
+/// Changes slower than this (a lease and then some) are listed, to be
+/// matched with the replicas' logs.
+const LATE: Duration = Duration::from_secs(8);
 
 /// Changes `rate` tools per second for `duration`: every change sets a new
 /// description; every fourth also moves the tool to another server of its
@@ -205,6 +208,18 @@ pub async fn run(
     for listener in listeners {
         listener.abort();
     }
+    if let Ok(pending) = pending.lock() {
+        for (server, changes) in pending.iter() {
+            for change in changes {
+                eprintln!(
+                    "churn: {server} never showed {} rev-{} (changed {:.1} s ago)",
+                    change.tool,
+                    change.revision,
+                    change.at.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
     let mut published = Vec::new();
     while let Ok(latency) = done_rx.try_recv() {
         published.push(latency);
@@ -317,7 +332,17 @@ async fn listen(
                     .and_then(revision_of)
                     .is_some_and(|r| r >= change.revision);
                 if shown {
-                    let _ = done.send(seen - change.at);
+                    let latency = seen - change.at;
+                    if latency > LATE {
+                        eprintln!(
+                            "churn: {} showed {} rev-{} late, after {:.1} s",
+                            invalidation.server,
+                            change.tool,
+                            change.revision,
+                            latency.as_secs_f64()
+                        );
+                    }
+                    let _ = done.send(latency);
                 }
                 !shown
             });
