@@ -28,6 +28,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
+use rand::seq::SliceRandom;
 use tokio::sync::broadcast;
 
 use crate::shard::{FencingToken, ShardId, shard_of};
@@ -357,7 +358,7 @@ impl Election<'_> {
                 }
             }
         } else if held.len() < take {
-            let free: Vec<(ShardId, Lease)> = by_shard
+            let mut free: Vec<(ShardId, Lease)> = by_shard
                 .into_iter()
                 .filter(|(shard, lease)| {
                     let holder = lease
@@ -368,8 +369,19 @@ impl Election<'_> {
                     !held.contains(shard) && (holder.is_empty() || self.expired(lease))
                 })
                 .collect();
-            for (shard, lease) in free.into_iter().take(take - held.len()) {
-                self.acquire(shard, lease).await;
+            // In an order of its own, going on to the next shard after a
+            // lost race: replicas ready at the same moment would otherwise
+            // all race for the same first free shards, and all but one
+            // would wait a tick per lost race.
+            free.shuffle(&mut rand::rng());
+            let mut wanted = take - held.len();
+            for (shard, lease) in free {
+                if wanted == 0 {
+                    break;
+                }
+                if self.acquire(shard, lease).await {
+                    wanted -= 1;
+                }
             }
         }
         Ok(())
@@ -502,7 +514,8 @@ impl Election<'_> {
         }
     }
 
-    async fn acquire(&mut self, shard: ShardId, mut lease: Lease) {
+    /// Takes a free or expired shard; false if another replica was faster.
+    async fn acquire(&mut self, shard: ShardId, mut lease: Lease) -> bool {
         let started = Instant::now();
         let identity = self.config().identity.clone();
         let duration = self.config().lease_duration.as_secs().max(1) as i32;
@@ -515,7 +528,7 @@ impl Election<'_> {
         spec.acquire_time = Some(now());
         spec.renew_time = Some(now());
         if self.write_lease(shard, &lease).await.is_err() {
-            return; // another replica was faster
+            return false;
         }
         self.shards.write().insert(
             shard,
@@ -535,6 +548,7 @@ impl Election<'_> {
         }
         tracing::info!(%shard, token, "acquired shard");
         let _ = self.shards.gained.send(shard);
+        true
     }
 
     async fn release(&mut self, shard: ShardId, mut lease: Lease) {
