@@ -369,19 +369,27 @@ impl Election<'_> {
                     !held.contains(shard) && (holder.is_empty() || self.expired(lease))
                 })
                 .collect();
-            // In an order of its own, going on to the next shard after a
-            // lost race: replicas ready at the same moment would otherwise
-            // all race for the same first free shards, and all but one
-            // would wait a tick per lost race.
+            // In an order of its own, going on to other shards after lost
+            // races: replicas ready at the same moment would otherwise all
+            // race for the same first free shards, and all but one would
+            // wait a tick per lost race. The writes of a round go out
+            // together: one at a time, a saturated apiserver spread a cold
+            // start's acquisitions over seconds.
             free.shuffle(&mut rand::rng());
+            let mut candidates = free.into_iter();
             let mut wanted = take - held.len();
-            for (shard, lease) in free {
-                if wanted == 0 {
+            while wanted > 0 {
+                let round: Vec<_> = candidates.by_ref().take(wanted).collect();
+                if round.is_empty() {
                     break;
                 }
-                if self.acquire(shard, lease).await {
-                    wanted -= 1;
-                }
+                let won = futures::future::join_all(
+                    round
+                        .into_iter()
+                        .map(|(shard, lease)| self.acquire(shard, lease)),
+                )
+                .await;
+                wanted -= won.into_iter().filter(|won| *won).count();
             }
         }
         Ok(())
@@ -515,7 +523,7 @@ impl Election<'_> {
     }
 
     /// Takes a free or expired shard; false if another replica was faster.
-    async fn acquire(&mut self, shard: ShardId, mut lease: Lease) -> bool {
+    async fn acquire(&self, shard: ShardId, mut lease: Lease) -> bool {
         let started = Instant::now();
         let identity = self.config().identity.clone();
         let duration = self.config().lease_duration.as_secs().max(1) as i32;
