@@ -10,9 +10,9 @@
 //! still filling their caches are left for them rather than taken now and
 //! handed over (and reconciled twice) seconds later. A joining replica is
 //! waited for only `join_grace` from when this one is ready, so one that
-//! never gets ready cannot keep shards unowned. Every write is a `replace` carrying the resourceVersion
-//! it read, so two replicas can never both win a shard: the loser gets a
-//! conflict.
+//! never gets ready cannot keep shards unowned. Every write is a `replace`
+//! carrying the resourceVersion it read, so two replicas can never both
+//! win a shard: the loser gets a conflict.
 //!
 //! Expiry is judged the way client-go's leader election judges it: by how
 //! long a Lease has gone unchanged as seen by this process's monotonic
@@ -237,7 +237,8 @@ struct Election<'a> {
     last_renew: Option<Instant>,
 }
 
-/// The role label of a replica's heartbeat: joining, then ready.
+/// Values of the role label: a replica's heartbeat while its caches fill,
+/// then once it is ready; a shard's Lease.
 const JOINING: &str = "joining";
 const READY: &str = "replica";
 const SHARD: &str = "shard";
