@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
+use kube::{Resource, ResourceExt};
 use mcp_operator_api::MCPServer;
 use mcp_operator_catalog::ServerId;
 
@@ -47,23 +47,28 @@ pub fn server_id(server: &MCPServer) -> ServerId {
 /// selects nothing; an empty one selects everything (as for Kubernetes
 /// label selectors). An invalid one selects nothing; the server reports it.
 pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    selector
-        .cloned()
-        .and_then(|s| Selector::try_from(s).ok())
-        .is_some_and(|s| s.matches(labels))
+    parsed(selector).is_some_and(|s| s.matches(labels))
+}
+
+/// A selector ready to match, or `None` if it selects nothing.
+fn parsed(selector: Option<&LabelSelector>) -> Option<Selector> {
+    selector.cloned().and_then(|s| Selector::try_from(s).ok())
 }
 
 /// The members of kind `M` in `server`'s namespace that it selects, sorted
-/// by name.
+/// by name. Runs over every member at every server reconcile, so the
+/// selector is parsed once and nothing is allocated per member.
 pub fn selected<M: Member>(server: &MCPServer, members: &[Arc<M>]) -> Vec<Arc<M>> {
-    let namespace = server.namespace();
-    let selector = M::selector(&server.spec);
+    let Some(selector) = parsed(M::selector(&server.spec)) else {
+        return Vec::new();
+    };
+    let namespace = server.meta().namespace.as_deref();
     let mut chosen: Vec<Arc<M>> = members
         .iter()
-        .filter(|m| m.namespace() == namespace && selects(selector, m.labels()))
+        .filter(|m| m.meta().namespace.as_deref() == namespace && selector.matches(m.labels()))
         .cloned()
         .collect();
-    chosen.sort_by_key(|m| m.name_any());
+    chosen.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
     chosen
 }
 
@@ -111,7 +116,7 @@ impl Membership {
         affected.extend(
             servers
                 .iter()
-                .filter(|s| s.namespace().as_deref() == Some(key.namespace.as_str()))
+                .filter(|s| s.meta().namespace.as_deref() == Some(key.namespace.as_str()))
                 .filter(|s| selects(M::selector(&s.spec), member.labels()))
                 .map(|s| server_id(s)),
         );
@@ -137,9 +142,13 @@ mod tests {
     }
 
     fn tool(team: &str) -> MCPTool {
+        named_tool("t", "ns", team)
+    }
+
+    fn named_tool(name: &str, namespace: &str, team: &str) -> MCPTool {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
-            "metadata": {"name": "t", "namespace": "ns", "labels": {"team": team}},
+            "metadata": {"name": name, "namespace": namespace, "labels": {"team": team}},
             "spec": {"inputSchema": {"type": "object"}, "backend": {"service": {"name": "s", "port": 80}}},
         }))
         .expect("a tool")
@@ -181,5 +190,25 @@ mod tests {
         let labels = BTreeMap::from([("team".to_owned(), "red".to_owned())]);
         assert!(!selects(None, &labels));
         assert!(selects(Some(&LabelSelector::default()), &labels));
+    }
+
+    #[test]
+    fn a_server_selects_matching_members_of_its_namespace_by_name() {
+        let tools: Vec<Arc<MCPTool>> = [
+            ("c", "ns", "red"),
+            ("a", "ns", "red"),
+            ("b", "ns", "blue"),
+            ("d", "other", "red"),
+        ]
+        .into_iter()
+        .map(|(name, namespace, team)| Arc::new(named_tool(name, namespace, team)))
+        .collect();
+        let names = |chosen: Vec<Arc<MCPTool>>| -> Vec<String> {
+            chosen.iter().map(|t| t.name_any()).collect()
+        };
+        assert_eq!(names(selected(&server("s", "red"), &tools)), ["a", "c"]);
+        let mut without = (*server("s", "red")).clone();
+        without.spec.tool_selector = None;
+        assert!(selected(&without, &tools).is_empty());
     }
 }
