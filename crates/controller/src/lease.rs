@@ -142,6 +142,17 @@ impl Shards {
         })
     }
 
+    /// Whether this replica holds the shard of `namespace`, renewed within
+    /// the lease or not. Events of other shards need not reach their
+    /// servers here: gaining a shard reconciles all of its objects.
+    pub fn holds(&self, namespace: &str) -> bool {
+        let shard = shard_of(namespace, self.config.shards);
+        self.held
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&shard)
+    }
+
     /// Gives up `shard` at once: its Lease names another holder, or Redis
     /// refused a write with its token. `why` is logged.
     pub fn lose(&self, shard: ShardId, why: &str) {

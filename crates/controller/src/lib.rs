@@ -386,7 +386,8 @@ fn router_settings(args: &ControllerArgs) -> RouterSettings {
     }
 }
 
-/// The servers each member event concerns.
+/// The servers each member event concerns, for members of the shards this
+/// replica holds.
 fn servers_of<M: Member + Send + 'static>(
     ctx: &Arc<Context>,
     events: watch::Events<M>,
@@ -394,6 +395,13 @@ fn servers_of<M: Member + Send + 'static>(
     let ctx = ctx.clone();
     events
         .filter_map(|event| std::future::ready(event.ok()))
+        .filter({
+            let ctx = ctx.clone();
+            move |member| {
+                let namespace = member.meta().namespace.as_deref().unwrap_or_default();
+                std::future::ready(ctx.shards.holds(namespace))
+            }
+        })
         .flat_map(move |member| {
             let servers = ctx.servers.state();
             let concerned: Vec<_> = ctx
