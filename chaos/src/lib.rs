@@ -354,6 +354,25 @@ pub async fn delete_namespaces(client: &Client, names: &[String]) -> anyhow::Res
     Ok(())
 }
 
+/// Waits until none of the namespaces `names` exists any more, so that
+/// what runs next does not hold their objects in its caches.
+pub async fn wait_namespaces_gone(
+    client: &Client,
+    names: &[String],
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    poll(limit, "namespaces to be deleted", || {
+        let api = api.clone();
+        async move {
+            let left = api.list_metadata(&ListParams::default()).await?.items;
+            let gone = !left.iter().any(|ns| names.contains(&ns.name_any()));
+            Ok(gone.then_some(()))
+        }
+    })
+    .await
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
 pub async fn poll<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where

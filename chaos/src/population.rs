@@ -5,7 +5,7 @@
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use mcp_operator_catalog::ServerId;
 use serde_json::{Value, json};
 
@@ -178,25 +178,4 @@ async fn create_one(
         .await
         .with_context(|| format!("creating {} {:?}", resource.kind, object.metadata.name))?;
     Ok(())
-}
-
-/// Deletes the run's namespaces (and with them everything in them).
-pub async fn delete(client: &Client, population: &Population) -> anyhow::Result<()> {
-    crate::delete_namespaces(client, &population.namespaces).await
-}
-
-/// Waits until the run's namespaces are gone, so that later runs' caches do
-/// not hold them.
-pub async fn wait_deleted(
-    client: &Client,
-    population: &Population,
-    limit: std::time::Duration,
-) -> anyhow::Result<()> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.resource());
-    let params = ListParams::default().labels(&format!("{RUN_LABEL}={}", population.run));
-    crate::poll(limit, "the run's namespaces to be deleted", || {
-        let (api, params) = (api.clone(), params.clone());
-        async move { Ok(api.list(&params).await?.items.is_empty().then_some(())) }
-    })
-    .await
 }

@@ -19,7 +19,7 @@ use crate::churn::{self, Churn};
 use crate::converge::Observer;
 use crate::population::{self, Population, Sizes};
 use crate::traffic::{self, Load, Routers, TrafficArgs};
-use crate::{Group, Replica, holders, shard, writer};
+use crate::{Group, Replica, delete_namespaces, holders, shard, wait_namespaces_gone, writer};
 
 /// The faults a scenario injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -148,8 +148,8 @@ pub async fn run(
     }
     // Servers carry a finalizer: an operator must run while they go.
     let cleaner = group.start(&format!("{name}-cleanup"))?;
-    population::delete(&observer.client, &population).await?;
-    population::wait_deleted(&observer.client, &population, plan.limit).await?;
+    delete_namespaces(&observer.client, &population.namespaces).await?;
+    wait_namespaces_gone(&observer.client, &population.namespaces, plan.limit).await?;
     cleaner.stop(Duration::from_secs(15)).await?;
     outcome.with_context(|| format!("scenario {fault:?}; logs in {}", group.logs.display()))
 }

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kube::Client;
-use kube::api::{Api, DynamicObject};
 use mcp_operator_chaos::churn::{self, Churn};
 use mcp_operator_chaos::converge::Observer;
-use mcp_operator_chaos::kinds::Kind;
 use mcp_operator_chaos::population::{self, Population, Sizes};
 use mcp_operator_chaos::report::{quantile, today};
 use mcp_operator_chaos::traffic::{self, Load, Routers, TrafficArgs};
-use mcp_operator_chaos::{Group, Redis, Replica, Timing, logs_dir, namespace, process};
+use mcp_operator_chaos::{
+    Group, Redis, Replica, Timing, delete_namespaces, logs_dir, namespace, process,
+    wait_namespaces_gone,
+};
 
 use crate::requests::Requests;
 
@@ -119,8 +120,8 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
             converge_with(config, &mut observer, &group, &population, replicas, churn).await;
         // Servers carry a finalizer: an operator must run while they go.
         let cleaner = group.start("cleanup")?;
-        population::delete(client, &population).await?;
-        population::wait_deleted(client, &population, config.limit).await?;
+        delete_namespaces(client, &population.namespaces).await?;
+        wait_namespaces_gone(client, &population.namespaces, config.limit).await?;
         cleaner.stop(GRACE).await?;
         let measured = measured?;
         eprintln!(
@@ -130,9 +131,7 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
         );
         runs.push(measured);
     }
-    Api::<DynamicObject>::all_with(client.clone(), &Kind::Namespace.resource())
-        .delete(&leases, &Default::default())
-        .await?;
+    delete_namespaces(client, std::slice::from_ref(&leases)).await?;
     Ok(runs)
 }
 

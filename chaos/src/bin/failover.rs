@@ -15,14 +15,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::{
     Group, Redis, Replica, Timing, delete_namespaces, holders, logs_dir, namespace, poll, shard,
-    writer,
+    wait_namespaces_gone, writer,
 };
 use serde_json::json;
 
@@ -112,16 +111,7 @@ async fn main() -> anyhow::Result<()> {
     // so that what runs next in this testenv does not reconcile them.
     let namespaces: Vec<String> = servers.iter().map(|s| s.namespace.clone()).collect();
     delete_namespaces(&client, &namespaces).await?;
-    poll(LIMIT, "the failover namespaces to be deleted", || async {
-        let api = Api::<Namespace>::all(client.clone());
-        for ns in &namespaces {
-            if api.get_opt(ns).await?.is_some() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(()))
-    })
-    .await?;
+    wait_namespaces_gone(&client, &namespaces, LIMIT).await?;
     for replica in replicas {
         replica.stop(LIMIT).await?;
     }
