@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams};
-use mcp_operator_api::{MCPServer, MCPTool};
+use mcp_operator_api::MCPTool;
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::{Group, Redis, Timing, holders, logs_dir, poll, shard, writer};
 use serde_json::json;
@@ -27,34 +27,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A namespace with a Service, a tool and a server selecting it.
 async fn workload(client: &kube::Client, description: &str) -> ServerId {
-    let ns = support::namespace(client, "shard").await;
-    support::apply::<Service>(
-        client,
-        &ns,
-        json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
-            "spec": {"ports": [{"name": "http", "port": 8080}]},
-        }),
-    )
-    .await;
-    support::apply::<MCPTool>(client, &ns, json!({
-        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
-        "metadata": {"name": "tool", "labels": {"app": "x"}},
-        "spec": {"description": description, "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},
-    }))
-    .await;
-    support::apply::<MCPServer>(
-        client,
-        &ns,
-        json!({
-            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
-            "metadata": {"name": "server"},
-            "spec": {"toolSelector": {"matchLabels": {"app": "x"}}},
-        }),
-    )
-    .await;
+    let spec = json!({"description": description, "inputSchema": {"type": "object"}});
     ServerId {
-        namespace: ns,
+        namespace: support::one_tool_namespace(client, "shard", spec).await,
         name: "server".into(),
     }
 }

@@ -63,6 +63,9 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         redis: redis_args(redis),
                         metrics_listen: ([127, 0, 0, 1], 0).into(),
                         router_image: "mcp-operator:test".into(),
+                        allowed_router_images: vec!["registry.test/mcp/*".into()],
+                        // Small, so that a test can exceed it with one tool.
+                        max_catalog_bytes: 1 << 20,
                         router_redis_url: None,
                         concurrency: 8,
                         server_debounce: Duration::from_millis(200),
@@ -472,6 +475,12 @@ pub async fn every_kind_end_to_end(redis: Redis) {
 pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
     let env = Env::new(redis, "invalid").await;
     env.apply::<Service>(service("backend")).await;
+    env.apply::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias"},
+        "spec": {"type": "ExternalName", "externalName": "payments.team-b.svc.cluster.local",
+                 "ports": [{"name": "http", "port": 8080}]},
+    }))
+    .await;
     env.apply::<MCPTool>(tool("good", json!({"team": "t"}), "backend"))
         .await;
     let with_spec = |name: &str, patch: serde_json::Value| {
@@ -539,10 +548,38 @@ pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
             "PortNotFound",
             "Service 'backend' has no port 9999; it exposes 8080 (http).",
         ),
+        (
+            "external-name",
+            tool("external-name", json!({"team": "t"}), "alias"),
+            "BackendResolved",
+            "ExternalNameService",
+            "Service 'alias' is of type ExternalName",
+        ),
+        (
+            "large-schema",
+            with_spec(
+                "large-schema",
+                json!({"inputSchema": {"type": "object", "description": "x".repeat(300 * 1024)}}),
+            ),
+            "SchemaValid",
+            "SchemaTooLarge",
+            "over the limit of 262144 bytes (256 KiB)",
+        ),
     ];
     for (_, object, ..) in &tools {
         env.apply::<MCPTool>(object.clone()).await;
     }
+    // Past serde_json's nesting limit of 128: the apiserver stores it, and
+    // the operator must read it (and every other MCPTool) all the same.
+    // This test's own client cannot parse it, so its state is read from the
+    // server's status below.
+    let deep_schema = json!({"type": "object", "properties": {"a": support::nested(140)}});
+    support::apply_unparsed::<MCPTool>(
+        &env.client,
+        &env.ns,
+        with_spec("deep-schema", json!({"inputSchema": deep_schema})),
+    )
+    .await;
     let prompt = |name: &str, arguments: serde_json::Value, content: &str| {
         json!({
             "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPPrompt",
@@ -665,7 +702,7 @@ pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
     assert_eq!(names, ["good"]);
     // Members created later than the server's first publish reach its
     // status at a later one: wait for the server to have seen them all.
-    let members = tools.len() + prompts.len() + resources.len();
+    let members = tools.len() + prompts.len() + resources.len() + 1;
     let status = support::wait_for(&env.api::<MCPServer>(), "ok", |s: Option<&MCPServer>| {
         s.and_then(|s| s.status.as_ref())
             .is_some_and(|st| st.excluded.len() >= members)
@@ -692,6 +729,169 @@ pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
         "{:?}",
         status.excluded
     );
+    assert!(
+        status.excluded.iter().any(|e| e.name == "deep-schema"
+            && e.message.contains(
+                "SchemaTooDeep: inputSchema nests objects and arrays deeper than 32 levels"
+            )),
+        "{:?}",
+        status.excluded
+    );
+}
+
+/// What a tenant may set on a server's workload is confined: an image the
+/// operator does not allow is refused, an allowed one runs; a member whose
+/// header reads a Secret the server does not list is left out, and of the
+/// listed Secrets only the keys served headers read are mounted.
+pub async fn tenant_fields_are_confined(redis: Redis) {
+    let env = Env::new(redis, "confined").await;
+    env.apply::<Service>(service("backend")).await;
+    let with_secret = |name: &str, secret: &str, key: &str| {
+        let mut object = tool(name, json!({"team": "t"}), "backend");
+        object["spec"]["backend"]["headers"] = json!([{"name": "Authorization",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]);
+        object
+    };
+    env.apply::<MCPTool>(with_secret("allowed", "weather-token", "token"))
+        .await;
+    env.apply::<MCPTool>(with_secret("not-listed", "payments-token", "token"))
+        .await;
+    env.apply::<MCPTool>(tool("plain", json!({"team": "t"}), "backend"))
+        .await;
+    let mut consenting = server("s", "t");
+    consenting["spec"]["backendSecrets"] = json!(["weather-token"]);
+    consenting["spec"]["image"] = json!("registry.test/mcp/router:2");
+    env.apply::<MCPServer>(consenting).await;
+    let mut foreign_image = server("foreign-image", "t");
+    foreign_image["spec"]["image"] = json!("registry.test.evil.example/mcp/router:2");
+    env.apply::<MCPServer>(foreign_image).await;
+
+    let published = published_version(&env, "s", 2).await;
+    let names: Vec<_> = published
+        .catalog
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, ["allowed", "plain"]);
+    let status = support::wait_for(&env.api::<MCPServer>(), "s", |s: Option<&MCPServer>| {
+        s.and_then(|s| s.status.as_ref())
+            .is_some_and(|st| !st.excluded.is_empty())
+    })
+    .await
+    .and_then(|s| s.status)
+    .expect("status");
+    let excluded: Vec<_> = status
+        .excluded
+        .iter()
+        .map(|e| (e.name.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(excluded, [("not-listed", "SecretNotAllowed")]);
+    assert!(
+        status.excluded[0].message.contains("'payments-token'"),
+        "{:?}",
+        status.excluded
+    );
+
+    let deployment = support::wait_for(&env.api::<Deployment>(), "s", |d: Option<&Deployment>| {
+        d.is_some()
+    })
+    .await
+    .expect("the Deployment");
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec");
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.test/mcp/router:2")
+    );
+    let secrets: Vec<_> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref())
+        .map(|s| {
+            let items: Vec<_> = s
+                .items
+                .iter()
+                .flatten()
+                .map(|i| (i.key.as_str(), i.path.as_str()))
+                .collect();
+            (
+                s.secret_name.clone().unwrap_or_default(),
+                format!("{items:?}"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        secrets,
+        [(
+            "weather-token".to_owned(),
+            r#"[("token", "token")]"#.to_owned()
+        )]
+    );
+
+    let refused = condition(
+        &env.api::<MCPServer>(),
+        "foreign-image",
+        "Ready",
+        "False",
+        "ImageNotAllowed",
+    )
+    .await;
+    assert!(
+        refused.contains("'registry.test.evil.example/mcp/router:2'"),
+        "{refused}"
+    );
+    let deployments = env.api::<Deployment>();
+    assert!(
+        deployments
+            .get_opt("foreign-image")
+            .await
+            .expect("GET")
+            .is_none(),
+        "no routers run the refused image"
+    );
+}
+
+/// A catalog over --max-catalog-bytes is not published: the server says
+/// so and Redis keeps the last catalog; below the limit again, it is.
+pub async fn oversized_catalog_is_not_published(redis: Redis) {
+    let env = Env::new(redis, "oversized").await;
+    let before = env.one_tool_server().await;
+    let mut big = tool("big", json!({"team": "t"}), "backend");
+    big["spec"]["description"] = json!("x".repeat(1_100_000));
+    env.apply::<MCPTool>(big).await;
+    let message = condition(
+        &env.api::<MCPServer>(),
+        "s",
+        "CatalogPublished",
+        "False",
+        "CatalogTooLarge",
+    )
+    .await;
+    assert!(
+        message.contains("over the operator's --max-catalog-bytes of 1048576"),
+        "{message}"
+    );
+    let kept = env.published("s").await.expect("a catalog in Redis");
+    assert_eq!(
+        kept.version, before.version,
+        "routers keep the last catalog"
+    );
+    env.api::<MCPTool>()
+        .delete("big", &DeleteParams::default())
+        .await
+        .expect("delete");
+    condition(
+        &env.api::<MCPServer>(),
+        "s",
+        "CatalogPublished",
+        "True",
+        "Published",
+    )
+    .await;
 }
 
 /// Relabelling a tool moves it from one server's catalog to the other's;
@@ -987,6 +1187,14 @@ macro_rules! controller_cases {
         #[tokio::test]
         async fn lost_catalog_is_published_again() {
             controller::lost_catalog_is_published_again($redis).await
+        }
+        #[tokio::test]
+        async fn tenant_fields_are_confined() {
+            controller::tenant_fields_are_confined($redis).await
+        }
+        #[tokio::test]
+        async fn oversized_catalog_is_not_published() {
+            controller::oversized_catalog_is_not_published($redis).await
         }
     };
 }

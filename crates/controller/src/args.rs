@@ -19,6 +19,19 @@ pub struct ControllerArgs {
     #[arg(long, env = "MCP_ROUTER_IMAGE", default_value = concat!("ghcr.io/kubemcp/mcp-operator:", env!("CARGO_PKG_VERSION")))]
     pub router_image: String,
 
+    /// Other images an MCPServer's spec.image may name, as comma-separated
+    /// globs (`*` matches any run of characters, `/` and `:` included, so
+    /// `registry.corp/mcp/*` allows every image below that path). The
+    /// --router-image is always allowed; with none given, only it is.
+    #[arg(long, env = "MCP_ALLOWED_ROUTER_IMAGES", value_delimiter = ',')]
+    pub allowed_router_images: Vec<String>,
+
+    /// Largest catalog published, in bytes of JSON. A server whose catalog
+    /// is larger says so (CatalogPublished=False, CatalogTooLarge) and its
+    /// routers keep serving the last one published.
+    #[arg(long, env = "MCP_MAX_CATALOG_BYTES", default_value_t = 8 << 20)]
+    pub max_catalog_bytes: usize,
+
     /// Redis URL routers use, when it differs from the operator's own
     /// (--redis-url); routers in another network need another address.
     #[arg(long, env = "MCP_ROUTER_REDIS_URL")]

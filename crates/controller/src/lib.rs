@@ -20,15 +20,18 @@ mod backend;
 mod backoff;
 mod batch;
 mod check;
+mod client;
 mod conditions;
 mod context;
 mod deferral;
 mod drift;
 mod error;
 mod http;
+mod image;
 mod lease;
 mod member;
 mod membership;
+mod nesting;
 mod publish;
 mod server;
 mod shard;
@@ -62,6 +65,7 @@ pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
 use context::{Context, Stores};
 use error::Error;
+use image::ImagePolicy;
 use lease::{ElectionConfig, Shards};
 use member::Member;
 use watch::Deletions::{Include, Skip};
@@ -76,7 +80,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         sharding.renew_interval,
         sharding.lease_duration
     );
-    let client = Client::try_default().await?;
+    let client = client::infer().await?;
+    let router = router_settings(&args)?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
     let shards = Arc::new(Shards::new(ElectionConfig {
         shards: sharding.shards,
@@ -154,7 +159,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             ingresses,
             budgets,
         },
-        router_settings(&args),
+        router,
         shards.clone(),
     ));
 
@@ -367,7 +372,7 @@ where
     (watched.store, streams)
 }
 
-fn router_settings(args: &ControllerArgs) -> RouterSettings {
+fn router_settings(args: &ControllerArgs) -> anyhow::Result<RouterSettings> {
     let env = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -380,10 +385,13 @@ fn router_settings(args: &ControllerArgs) -> RouterSettings {
             args.redis.redis_cluster_urls.join(","),
         )],
     };
-    RouterSettings {
-        image: args.router_image.clone(),
+    let images = ImagePolicy::new(args.router_image.clone(), &args.allowed_router_images)
+        .map_err(|error| anyhow::anyhow!("--allowed-router-images: {error}"))?;
+    Ok(RouterSettings {
+        images,
+        max_catalog_bytes: args.max_catalog_bytes,
         redis_env,
-    }
+    })
 }
 
 /// The servers each member event concerns, for members of the shards this

@@ -2,7 +2,7 @@
 //! to Redis → apply the router workload → write status. A finalizer removes
 //! the catalog and publishes a tombstone when the server is deleted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -26,6 +26,7 @@ use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
 use crate::publish::{self, Outcome};
 use crate::shard::FencingToken;
+use crate::validate::Problem;
 use crate::workload::{self, Workload};
 use crate::{status, telemetry};
 
@@ -73,14 +74,23 @@ async fn reconcile_with_finalizer(
 }
 
 async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
-    if let Some(problem) = invalid(server) {
-        let desired = [
-            Desired::new(CATALOG_PUBLISHED, false, "InvalidSpec", &problem),
-            Desired::new(READY, false, "InvalidSpec", &problem),
-        ];
-        write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
-        return Ok(Action::await_change());
-    }
+    let image = invalid(server)
+        .map(|message| Problem::new("InvalidSpec", message))
+        .map_or_else(
+            || ctx.router.images.image(server.spec.image.as_deref()),
+            Err,
+        );
+    let image = match image {
+        Ok(image) => image,
+        Err(problem) => {
+            let desired = [
+                Desired::new(CATALOG_PUBLISHED, false, problem.reason, &problem.message),
+                Desired::new(READY, false, problem.reason, &problem.message),
+            ];
+            write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
+            return Ok(Action::await_change());
+        }
+    };
 
     let selection = Selection {
         tools: selected(server, &ctx.tools.state()),
@@ -104,6 +114,26 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         version: assembly.catalog.version(),
         catalog: assembly.catalog,
     };
+    let size = json_size(&published);
+    if size > ctx.router.max_catalog_bytes {
+        // Routers keep what they serve; the server says why nothing newer.
+        let message = format!(
+            "The catalog is {size} bytes as JSON, over the operator's --max-catalog-bytes of {}; routers keep serving the last catalog published. Select fewer or smaller members.",
+            ctx.router.max_catalog_bytes
+        );
+        let desired = [
+            Desired::new(CATALOG_PUBLISHED, false, "CatalogTooLarge", &message),
+            Desired::new(READY, false, "CatalogTooLarge", &message),
+        ];
+        let mut excluded = assembly.excluded;
+        excluded.truncate(MAX_EXCLUDED);
+        let status = MCPServerStatus {
+            excluded,
+            ..server.status.clone().unwrap_or_default()
+        };
+        write_status(server, ctx, &desired, status).await?;
+        return Ok(Action::await_change());
+    }
     let outcome = publish::publish(&ctx.redis, &published, token).await?;
     telemetry::catalog_published(outcome.as_str());
     if outcome == Outcome::Written {
@@ -113,12 +143,10 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     let owner = server
         .controller_owner_ref(&())
         .ok_or(Error::Incomplete("uid"))?;
-    let workload =
-        workload::build(server, &owner, &ctx.router, &secrets(&published)).map_err(|source| {
-            Error::Build {
-                what: "workload",
-                source,
-            }
+    let workload = workload::build(server, &owner, &ctx.router, &image, &secrets(&published))
+        .map_err(|source| Error::Build {
+            what: "workload",
+            source,
         })?;
     let deployment = apply_workload(server, ctx, workload).await?;
 
@@ -227,8 +255,27 @@ fn member_keys(selection: &Selection) -> BTreeSet<MemberKey> {
         .collect()
 }
 
-/// The Secrets named by backend headers in the catalog.
-fn secrets(published: &Published) -> BTreeSet<String> {
+/// How many bytes `value` takes as JSON, without building the JSON.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// The Secrets read by backend headers in the catalog, with the keys read.
+fn secrets(published: &Published) -> BTreeMap<String, BTreeSet<String>> {
     let catalog = &published.catalog;
     let endpoints =
         catalog
@@ -239,13 +286,13 @@ fn secrets(published: &Published) -> BTreeSet<String> {
                 ResourceContent::Backend(endpoint) => Some(endpoint),
                 _ => None,
             }));
-    endpoints
-        .flat_map(|e| &e.headers)
-        .filter_map(|h| match &h.value {
-            HeaderValue::Secret { name, .. } => Some(name.clone()),
-            HeaderValue::Value(_) => None,
-        })
-        .collect()
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for header in endpoints.flat_map(|e| &e.headers) {
+        if let HeaderValue::Secret { name, key } = &header.value {
+            secrets.entry(name.clone()).or_default().insert(key.clone());
+        }
+    }
+    secrets
 }
 
 /// Applies every object of the workload and removes the optional ones the
