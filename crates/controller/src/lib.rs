@@ -32,6 +32,7 @@ mod membership;
 mod publish;
 mod server;
 mod shard;
+mod signing;
 mod status;
 mod telemetry;
 mod validate;
@@ -56,12 +57,14 @@ use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use args::{ControllerArgs, ShardingArgs};
-pub use shard::{ShardId, shard_of};
+pub use error::Error;
+pub use publish::{Outcome, Receipt, publish};
+pub use shard::{FencingToken, ShardId, shard_of};
+pub use signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
 use context::{Context, Stores};
-use error::Error;
 use lease::{ElectionConfig, Shards};
 use member::Member;
 use watch::Deletions::{Include, Skip};
@@ -78,6 +81,12 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     );
     let client = Client::try_default().await?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
+    let keys = signing::load_or_create(
+        client.clone(),
+        &sharding.lease_namespace,
+        &args.catalog_signing_secret,
+    )
+    .await?;
     let shards = Arc::new(Shards::new(ElectionConfig {
         shards: sharding.shards,
         namespace: sharding.lease_namespace.clone(),
@@ -154,7 +163,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             ingresses,
             budgets,
         },
-        router_settings(&args),
+        router_settings(&args, &keys),
+        keys.signing,
         shards.clone(),
     ));
 
@@ -367,7 +377,7 @@ where
     (watched.store, streams)
 }
 
-fn router_settings(args: &ControllerArgs) -> RouterSettings {
+fn router_settings(args: &ControllerArgs, keys: &signing::CatalogKeys) -> RouterSettings {
     let env = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -383,6 +393,7 @@ fn router_settings(args: &ControllerArgs) -> RouterSettings {
     RouterSettings {
         image: args.router_image.clone(),
         redis_env,
+        catalog_public_keys: keys.public_keys_value(),
     }
 }
 

@@ -100,13 +100,11 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     }
     ctx.deferrals.clear(&id);
     let assembly = assemble(server, &selection);
-    let published = Published {
-        version: assembly.catalog.version(),
-        catalog: assembly.catalog,
-    };
-    let outcome = publish::publish(&ctx.redis, &published, token).await?;
-    telemetry::catalog_published(outcome.as_str());
-    if outcome == Outcome::Written {
+    let published = Published::new(assembly.catalog);
+    let receipt = publish::publish(&ctx.redis, &published, &ctx.signing, token).await?;
+    ctx.expected.record(&id, &receipt.stored);
+    telemetry::catalog_published(receipt.outcome.as_str());
+    if receipt.outcome == Outcome::Written {
         tracing::info!(version = %published.version, "published the catalog");
     }
 
@@ -187,6 +185,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
     }
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
+    ctx.expected.forget(&id);
     Ok(Action::await_change())
 }
 

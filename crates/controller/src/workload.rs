@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
+use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use serde_json::json;
 
 /// Where routers listen, and the port name the Service targets.
@@ -27,6 +28,9 @@ pub struct RouterSettings {
     pub image: String,
     /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS).
     pub redis_env: Vec<EnvVar>,
+    /// The public keys routers verify the catalog with: a literal value,
+    /// since a public key is no secret.
+    pub catalog_public_keys: String,
 }
 
 /// Everything applied for one MCPServer.
@@ -108,6 +112,7 @@ pub fn build(
         json!({"name": "MCP_LISTEN", "value": format!("0.0.0.0:{ROUTER_PORT}")}),
         json!({"name": "MCP_SECRETS_DIR", "value": SECRETS_DIR}),
         json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
+        json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
     ];
     env.extend(settings.redis_env.iter().map(|e| json!(e)));
     // The server's own env wins over the operator's defaults; server-side
@@ -288,6 +293,7 @@ mod tests {
                 value: Some("redis://redis:6379".into()),
                 value_from: None,
             }],
+            catalog_public_keys: "0123456789abcdef:AAAA".into(),
         };
         let secrets = BTreeSet::from(["weather-token".to_owned()]);
         let workload = build(&server, &owner, &settings, &secrets).expect("a workload");
