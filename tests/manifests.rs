@@ -23,7 +23,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::wait::conditions;
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
-use mcp_operator_catalog::{Published, ServerId, keys};
+use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, TrustedKeys};
+use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_chaos::{Group, Redis, Timing, logs_dir, poll};
 use redis::AsyncCommands;
 use serde::Deserialize;
@@ -75,6 +76,11 @@ fn wait_until_rbac_applies() {
         [
             "update",
             "leases.coordination.k8s.io",
+            "--namespace=mcp-operator-system",
+        ],
+        [
+            "get",
+            "secrets/mcp-operator-catalog-signing",
             "--namespace=mcp-operator-system",
         ],
     ];
@@ -129,6 +135,8 @@ fn check_overlay(overlay: &str, built: &[Value]) {
         ("ClusterRoleBinding", "mcp-operator"),
         ("Role", "mcp-operator-leases"),
         ("RoleBinding", "mcp-operator-leases"),
+        ("Role", "mcp-operator-catalog-signing"),
+        ("RoleBinding", "mcp-operator-catalog-signing"),
     ] {
         assert!(
             find(built, kind, name).is_some(),
@@ -280,6 +288,13 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .and_then(|s| s.template.spec)
         .expect("a pod template");
     assert_eq!(pod.service_account_name.as_deref(), Some("weather-router"));
+    let public_keys = pod
+        .containers
+        .first()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| env.iter().find(|e| e.name == PUBLIC_KEYS_ENV))
+        .and_then(|e| e.value.clone())
+        .expect("the routers' public keys");
     Api::<Service>::namespaced(client.clone(), &ns)
         .get("weather")
         .await
@@ -303,7 +318,10 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .get(keys::catalog(&server))
         .await
         .expect("the published catalog");
-    let published: Published = serde_json::from_str(&raw).expect("a Published document");
+    let trusted: TrustedKeys = public_keys.parse().expect("the routers' public keys");
+    let published = trusted
+        .open(&raw, &server)
+        .expect("a catalog the routers trust");
     let catalog = &published.catalog;
     let names = |names: Vec<&str>| names.join(",");
     assert_eq!(

@@ -125,11 +125,18 @@ up() {
     sed -E 's#^https?://([^:/]+).*#\1#' | sort -u)
   local resolve=()
   for host in $hosts; do resolve+=(--resolve "$host=$backend_address"); done
+  # The keys the routers verify the catalog with, from the Deployment the
+  # operator made for them, as a router pod gets them.
+  local public_keys
+  public_keys=$("$kubectl" get -n "$namespace" deployment "$server" \
+    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MCP_CATALOG_PUBLIC_KEYS")].value}')
+  [ -n "$public_keys" ] || fail "the router Deployment has no MCP_CATALOG_PUBLIC_KEYS"
   for port in "${router_ports[@]}"; do
     spawn "router-$port" env -u MCP_REDIS_CLUSTER_URLS "$binary" router \
       --server "$namespace/$server" \
       --listen "127.0.0.1:$port" \
       --redis-url "$MCP_REDIS_URL" \
+      --catalog-public-keys "$public_keys" \
       "${resolve[@]}"
   done
   for port in "${router_ports[@]}"; do wait_http "http://127.0.0.1:$port/readyz" "router-$port"; done

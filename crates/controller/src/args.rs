@@ -56,10 +56,23 @@ pub struct ControllerArgs {
 
     /// How often each held server's catalog in Redis is compared with its
     /// status, to publish again what Redis lost (a Cluster failover, a
-    /// restart without persistence). One GET per server per interval;
-    /// 0s turns the audit off.
+    /// restart without persistence) or that someone else rewrote: its
+    /// version, and a SHA-1 of the stored document that Redis computes, so
+    /// one small script call per server per interval; 0s turns the audit
+    /// off.
     #[arg(long, env = "MCP_CATALOG_AUDIT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub catalog_audit_interval: Duration,
+
+    /// The Secret, in the operator's namespace (POD_NAMESPACE), holding the
+    /// Ed25519 key that signs every catalog: `current`, and optionally
+    /// `previous`, which routers also trust during a rotation. The first
+    /// replica that finds none creates it with a new key.
+    #[arg(
+        long,
+        env = "MCP_CATALOG_SIGNING_SECRET",
+        default_value = "mcp-operator-catalog-signing"
+    )]
+    pub catalog_signing_secret: String,
 
     #[command(flatten)]
     pub sharding: ShardingArgs,

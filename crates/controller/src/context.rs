@@ -12,8 +12,10 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_catalog::signature::SigningKey;
 use mcp_operator_store::Store as Redis;
 
+use crate::audit::Expected;
 use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
 use crate::lease::Shards;
@@ -59,6 +61,10 @@ pub struct Context {
     pub deferrals: Deferrals,
     pub backoff: Backoff,
     pub router: RouterSettings,
+    /// Signs every catalog published.
+    pub signing: SigningKey,
+    /// What this replica last published per server, for the audit.
+    pub expected: Expected,
     pub shards: Arc<Shards>,
 }
 
@@ -68,6 +74,7 @@ impl Context {
         redis: Redis,
         stores: Stores,
         router: RouterSettings,
+        signing: SigningKey,
         shards: Arc<Shards>,
     ) -> Self {
         let reporter = kube::runtime::events::Reporter {
@@ -91,6 +98,8 @@ impl Context {
             deferrals: Deferrals::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
+            signing,
+            expected: Expected::default(),
             shards,
         }
     }

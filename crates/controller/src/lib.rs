@@ -35,6 +35,7 @@ mod nesting;
 mod publish;
 mod server;
 mod shard;
+mod signing;
 mod status;
 mod telemetry;
 mod validate;
@@ -59,12 +60,14 @@ use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use args::{ControllerArgs, ShardingArgs};
-pub use shard::{ShardId, shard_of};
+pub use error::Error;
+pub use publish::{Outcome, Receipt, publish};
+pub use shard::{FencingToken, ShardId, shard_of};
+pub use signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
 use context::{Context, Stores};
-use error::Error;
 use image::ImagePolicy;
 use lease::{ElectionConfig, Shards};
 use member::Member;
@@ -81,8 +84,14 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         sharding.lease_duration
     );
     let client = client::infer().await?;
-    let router = router_settings(&args)?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
+    let keys = signing::load_or_create(
+        client.clone(),
+        &sharding.lease_namespace,
+        &args.catalog_signing_secret,
+    )
+    .await?;
+    let router = router_settings(&args, &keys)?;
     let shards = Arc::new(Shards::new(ElectionConfig {
         shards: sharding.shards,
         namespace: sharding.lease_namespace.clone(),
@@ -160,6 +169,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             budgets,
         },
         router,
+        keys.signing,
         shards.clone(),
     ));
 
@@ -372,7 +382,10 @@ where
     (watched.store, streams)
 }
 
-fn router_settings(args: &ControllerArgs) -> anyhow::Result<RouterSettings> {
+fn router_settings(
+    args: &ControllerArgs,
+    keys: &signing::CatalogKeys,
+) -> anyhow::Result<RouterSettings> {
     let env = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -391,6 +404,7 @@ fn router_settings(args: &ControllerArgs) -> anyhow::Result<RouterSettings> {
         images,
         max_catalog_bytes: args.max_catalog_bytes,
         redis_env,
+        catalog_public_keys: keys.public_keys_value(),
     })
 }
 

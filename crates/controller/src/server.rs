@@ -110,10 +110,7 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     }
     ctx.deferrals.clear(&id);
     let assembly = assemble(server, &selection);
-    let published = Published {
-        version: assembly.catalog.version(),
-        catalog: assembly.catalog,
-    };
+    let published = Published::new(assembly.catalog);
     let size = json_size(&published);
     if size > ctx.router.max_catalog_bytes {
         // Routers keep what they serve; the server says why nothing newer.
@@ -134,9 +131,10 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         write_status(server, ctx, &desired, status).await?;
         return Ok(Action::await_change());
     }
-    let outcome = publish::publish(&ctx.redis, &published, token).await?;
-    telemetry::catalog_published(outcome.as_str());
-    if outcome == Outcome::Written {
+    let receipt = publish::publish(&ctx.redis, &published, &ctx.signing, token).await?;
+    ctx.expected.record(&id, &receipt.stored);
+    telemetry::catalog_published(receipt.outcome.as_str());
+    if receipt.outcome == Outcome::Written {
         tracing::info!(version = %published.version, "published the catalog");
     }
 
@@ -215,6 +213,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
     }
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
+    ctx.expected.forget(&id);
     Ok(Action::await_change())
 }
 

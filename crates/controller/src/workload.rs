@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
+use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use serde_json::json;
 
 use crate::image::ImagePolicy;
@@ -36,6 +37,9 @@ pub struct RouterSettings {
     pub max_catalog_bytes: usize,
     /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS).
     pub redis_env: Vec<EnvVar>,
+    /// The public keys routers verify the catalog with: a literal value,
+    /// since a public key is no secret.
+    pub catalog_public_keys: String,
 }
 
 /// Everything applied for one MCPServer.
@@ -120,6 +124,7 @@ pub fn build(
         json!({"name": "MCP_LISTEN", "value": format!("0.0.0.0:{ROUTER_PORT}")}),
         json!({"name": "MCP_SECRETS_DIR", "value": SECRETS_DIR}),
         json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
+        json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
     ];
     operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
     let env = router_env(&spec.env, operator_env);
@@ -309,6 +314,7 @@ mod tests {
                 value: Some("redis://redis:6379".into()),
                 value_from: None,
             }],
+            catalog_public_keys: "0123456789abcdef:AAAA".into(),
         }
     }
 

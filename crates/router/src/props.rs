@@ -64,7 +64,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         }))
         .expect("a fixture catalog");
         let state = CatalogState::default();
-        state.replace(Compiled::new(Published { version: catalog.version(), catalog }).expect("compiles"));
+        state.replace(Compiled::new(Published::new(catalog)).expect("compiles"));
         let redis = mcp_operator_store::RedisArgs {
             redis_url: Some("redis://127.0.0.1:9".into()),
             redis_cluster_urls: vec![],
