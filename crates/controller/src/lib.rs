@@ -29,6 +29,7 @@ mod http;
 mod lease;
 mod member;
 mod membership;
+mod ownership;
 mod publish;
 mod server;
 mod shard;
