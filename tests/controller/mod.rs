@@ -69,6 +69,7 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         server_debounce_max: Duration::from_secs(1),
                         // Short, so that the audit case sees a repair soon.
                         catalog_audit_interval: Duration::from_secs(1),
+                        namespace_selector: None,
                         sharding: sharding(support::namespace(&client, "leases").await),
                     };
                     mcp_operator_controller::run(args, metrics).await

@@ -48,6 +48,13 @@ pub struct ControllerArgs {
     #[arg(long, env = "MCP_CATALOG_AUDIT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub catalog_audit_interval: Duration,
 
+    /// Reconcile only objects in namespaces whose labels match this label
+    /// selector (e.g. `kubemcp.io/enabled=true`, as the confined install
+    /// sets it); all namespaces when unset. Namespaces are watched, so a
+    /// label change takes effect without a restart.
+    #[arg(long, env = "MCP_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
+
     #[command(flatten)]
     pub sharding: ShardingArgs,
 }

@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
 use crate::lease::Shards;
 use crate::membership::Membership;
+use crate::scope::Scope;
 use crate::workload::RouterSettings;
 
 /// A namespaced Kubernetes object the operator reads and writes.
@@ -60,6 +61,7 @@ pub struct Context {
     pub backoff: Backoff,
     pub router: RouterSettings,
     pub shards: Arc<Shards>,
+    pub scope: Scope,
 }
 
 impl Context {
@@ -69,6 +71,7 @@ impl Context {
         stores: Stores,
         router: RouterSettings,
         shards: Arc<Shards>,
+        scope: Scope,
     ) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: FIELD_MANAGER.to_owned(),
@@ -92,6 +95,7 @@ impl Context {
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
             shards,
+            scope,
         }
     }
 

@@ -47,6 +47,15 @@ const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(10)
 #[tracing::instrument(skip_all, fields(kind = "MCPServer", namespace = server.namespace(), name = %server.name_any()))]
 pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
+    // Outside --namespace-selector nothing is written, but a server the
+    // operator took on before its namespace left the selection still has
+    // its catalog removed and its finalizer released when it is deleted:
+    // else its deletion (and its namespace's) would wait for ever.
+    let releasing = server.meta().deletion_timestamp.is_some()
+        && server.finalizers().iter().any(|f| f == FINALIZER);
+    if !ctx.scope.includes(&namespace) && !releasing {
+        return Ok(Action::await_change());
+    }
     // Another replica's shard: not this replica's reconcile, nor counted.
     let token = match ctx.shards.ownership(&namespace).token() {
         Ok(token) => token,
