@@ -74,6 +74,7 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         // Short, so that the audit case sees a repair soon.
                         catalog_audit_interval: Duration::from_secs(1),
                         catalog_signing_secret: "mcp-operator-catalog-signing".into(),
+                        namespace_selector: None,
                         sharding: sharding(support::namespace(&client, "leases").await),
                     };
                     mcp_operator_controller::run(args, metrics).await
@@ -1221,6 +1222,120 @@ pub async fn rewritten_catalog_is_restored(redis: Redis) {
     }
 }
 
+/// Objects of a server's names that the operator did not create are never
+/// taken over: the server says NameConflict and applies nothing, other
+/// servers converge, the foreign objects keep their spec and labels and
+/// gain no owner, deleting the server leaves them, and removing the one in
+/// the way lets its server become Ready.
+pub async fn foreign_objects_are_never_taken_over(redis: Redis) {
+    let env = Env::new(redis, "adopt").await;
+    let foreign_service = env
+        .apply::<Service>(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "taken", "labels": {"owner": "someone-else"}},
+            "spec": {"selector": {"app": "theirs"}, "ports": [{"name": "web", "port": 9090}]},
+        }))
+        .await;
+    let foreign_account = env
+        .apply::<ServiceAccount>(json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "borrowed-router", "labels": {"owner": "someone-else"}},
+        }))
+        .await;
+    env.apply::<MCPServer>(server("taken", "t")).await;
+    env.apply::<MCPServer>(server("borrowed", "t")).await;
+    env.apply::<MCPServer>(server("free", "t")).await;
+
+    let servers = env.api::<MCPServer>();
+    let message = condition(&servers, "taken", "Ready", "False", "NameConflict").await;
+    assert!(
+        message.starts_with("Service 'taken' already exists and is not owned by this MCPServer"),
+        "{message}"
+    );
+    let message = condition(&servers, "borrowed", "Ready", "False", "NameConflict").await;
+    assert!(
+        message.starts_with("ServiceAccount 'borrowed-router' already exists"),
+        "{message}"
+    );
+    condition(&servers, "free", "Ready", "True", "Ready").await;
+
+    // Untouched, and nothing else of the conflicted servers applied.
+    let unchanged =
+        |before: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+         after: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            assert_eq!(after.uid, before.uid);
+            assert_eq!(
+                after.resource_version, before.resource_version,
+                "not written"
+            );
+            assert_eq!(after.labels, before.labels);
+            assert_eq!(after.owner_references, None);
+        };
+    let service = env
+        .api::<Service>()
+        .get("taken")
+        .await
+        .expect("the Service");
+    unchanged(&foreign_service.metadata, &service.metadata);
+    assert_eq!(service.spec, foreign_service.spec);
+    let account = env
+        .api::<ServiceAccount>()
+        .get("borrowed-router")
+        .await
+        .expect("the ServiceAccount");
+    unchanged(&foreign_account.metadata, &account.metadata);
+    for name in ["taken", "borrowed"] {
+        assert!(
+            env.api::<Deployment>()
+                .get_opt(name)
+                .await
+                .expect("GET")
+                .is_none(),
+            "{name}"
+        );
+    }
+    assert!(
+        env.api::<Service>()
+            .get_opt("borrowed")
+            .await
+            .expect("GET")
+            .is_none()
+    );
+    let status = servers
+        .get("taken")
+        .await
+        .expect("server")
+        .status
+        .expect("status");
+    assert_eq!(status.url, None, "not the foreign Service's address");
+
+    // Deleting the server leaves the foreign Service in place.
+    servers
+        .delete("taken", &DeleteParams::default())
+        .await
+        .expect("delete the server");
+    support::wait_for(&servers, "taken", |s: Option<&MCPServer>| s.is_none()).await;
+    let service = env
+        .api::<Service>()
+        .get("taken")
+        .await
+        .expect("the Service stays");
+    unchanged(&foreign_service.metadata, &service.metadata);
+
+    // With the foreign account gone, the other server gets its own.
+    env.api::<ServiceAccount>()
+        .delete("borrowed-router", &DeleteParams::default())
+        .await
+        .expect("delete the foreign account");
+    condition(&servers, "borrowed", "Ready", "True", "Ready").await;
+    let account = env
+        .api::<ServiceAccount>()
+        .get("borrowed-router")
+        .await
+        .expect("the server's own account");
+    assert_ne!(account.metadata.uid, foreign_account.metadata.uid);
+}
+
 /// Polls the server's version key until it holds `expected`.
 async fn wait_version(conn: &mut mcp_operator_store::Connection, id: &ServerId, expected: &str) {
     tokio::time::timeout(WAIT, async {
@@ -1263,6 +1378,10 @@ macro_rules! controller_cases {
         #[tokio::test]
         async fn workload_is_applied_only_when_not_in_place() {
             controller::workload_is_applied_only_when_not_in_place($redis).await
+        }
+        #[tokio::test]
+        async fn foreign_objects_are_never_taken_over() {
+            controller::foreign_objects_are_never_taken_over($redis).await
         }
         #[tokio::test]
         async fn lost_catalog_is_published_again() {

@@ -73,6 +73,12 @@ pub struct ControllerArgs {
         default_value = "mcp-operator-catalog-signing"
     )]
     pub catalog_signing_secret: String,
+    /// Reconcile only objects in namespaces whose labels match this label
+    /// selector (e.g. `kubemcp.io/enabled=true`, as the confined install
+    /// sets it); all namespaces when unset. Namespaces are watched, so a
+    /// label change takes effect without a restart.
+    #[arg(long, env = "MCP_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
 
     #[command(flatten)]
     pub sharding: ShardingArgs,

@@ -134,9 +134,9 @@ async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
         .into_iter()
         .filter(|server| server.meta().deletion_timestamp.is_none())
         .filter(|server| {
-            server
-                .namespace()
-                .is_some_and(|ns| matches!(ctx.shards.ownership(&ns), Ownership::Held(_)))
+            server.namespace().is_some_and(|ns| {
+                matches!(ctx.shards.ownership(&ns), Ownership::Held(_)) && ctx.scope.includes(&ns)
+            })
         })
         .filter_map(|server| {
             let version = server.status.as_ref()?.catalog_version.clone()?;

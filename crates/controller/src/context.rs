@@ -20,6 +20,7 @@ use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
 use crate::lease::Shards;
 use crate::membership::Membership;
+use crate::scope::Scope;
 use crate::workload::RouterSettings;
 
 /// A namespaced Kubernetes object the operator reads and writes.
@@ -66,6 +67,7 @@ pub struct Context {
     /// What this replica last published per server, for the audit.
     pub expected: Expected,
     pub shards: Arc<Shards>,
+    pub scope: Scope,
 }
 
 impl Context {
@@ -76,6 +78,7 @@ impl Context {
         router: RouterSettings,
         signing: SigningKey,
         shards: Arc<Shards>,
+        scope: Scope,
     ) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: FIELD_MANAGER.to_owned(),
@@ -101,6 +104,7 @@ impl Context {
             signing,
             expected: Expected::default(),
             shards,
+            scope,
         }
     }
 

@@ -32,7 +32,9 @@ mod lease;
 mod member;
 mod membership;
 mod nesting;
+mod ownership;
 mod publish;
+mod scope;
 mod server;
 mod shard;
 mod signing;
@@ -71,6 +73,7 @@ use context::{Context, Stores};
 use image::ImagePolicy;
 use lease::{ElectionConfig, Shards};
 use member::Member;
+use scope::Scope;
 use watch::Deletions::{Include, Skip};
 use workload::RouterSettings;
 
@@ -109,6 +112,14 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
 
     // One watch per kind, shared by the controllers that need its events.
     let mut filled = Vec::new();
+    let scope = match &args.namespace_selector {
+        Some(selector) => {
+            let (scope, scope_filled) = Scope::selected(&client, selector).await?;
+            filled.push(scope_filled);
+            scope
+        }
+        None => Scope::all(),
+    };
     let all = watcher::Config::default;
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
     let (tools, [tool_events, tool_servers]) =
@@ -171,6 +182,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         router,
         keys.signing,
         shards.clone(),
+        scope,
     ));
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -224,6 +236,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     let servers = servers
         .reconcile_on(batch::coalesce(member_triggers, window))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
+        .reconcile_on(on_namespace_entered(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
@@ -333,24 +346,55 @@ fn on_shard_gained<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
     ctx: &Arc<Context>,
     objects: fn(&Context) -> Vec<Arc<K>>,
 ) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>> {
+    on_each(
+        ctx,
+        ctx.shards.gained(),
+        objects,
+        |ctx, shard, namespace| shard_of(namespace, ctx.shards.shard_count()) == *shard,
+    )
+}
+
+/// Every object, in a shard this replica holds, of a namespace that just
+/// came to match `--namespace-selector`.
+fn on_namespace_entered<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
+    ctx: &Arc<Context>,
+    objects: fn(&Context) -> Vec<Arc<K>>,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>> {
+    on_each(
+        ctx,
+        ctx.scope.entered(),
+        objects,
+        |ctx, entered, namespace| namespace == entered && ctx.shards.holds(namespace),
+    )
+}
+
+/// For each message of `events`, the objects (by namespace) it concerns.
+fn on_each<K, T>(
+    ctx: &Arc<Context>,
+    mut events: tokio::sync::broadcast::Receiver<T>,
+    objects: fn(&Context) -> Vec<Arc<K>>,
+    concerns: fn(&Context, &T, &str) -> bool,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+    T: Clone + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut gained = ctx.shards.gained();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         loop {
-            let shard = match gained.recv().await {
-                Ok(shard) => shard,
+            let event = match events.recv().await {
+                Ok(event) => event,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
-            let count = ctx.shards.shard_count();
             for object in objects(&ctx) {
-                let in_shard = object
+                let concerned = object
                     .meta()
                     .namespace
                     .as_deref()
-                    .is_some_and(|ns| shard_of(ns, count) == shard);
-                if in_shard && tx.send(ObjectRef::from_obj(&*object)).is_err() {
+                    .is_some_and(|ns| concerns(&ctx, &event, ns));
+                if concerned && tx.send(ObjectRef::from_obj(&*object)).is_err() {
                     return;
                 }
             }
@@ -421,7 +465,7 @@ fn servers_of<M: Member + Send + 'static>(
             let ctx = ctx.clone();
             move |member| {
                 let namespace = member.meta().namespace.as_deref().unwrap_or_default();
-                std::future::ready(ctx.shards.holds(namespace))
+                std::future::ready(ctx.shards.holds(namespace) && ctx.scope.includes(namespace))
             }
         })
         .flat_map(move |member| {
@@ -471,6 +515,7 @@ where
     };
     controller
         .reconcile_on(on_shard_gained(ctx, members))
+        .reconcile_on(on_namespace_entered(ctx, members))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(check::reconcile::<M>, error_policy, ctx.clone())
