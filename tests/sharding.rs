@@ -34,8 +34,8 @@ async fn workload(client: &kube::Client, description: &str) -> ServerId {
     }
 }
 
-/// A kubeconfig of a ServiceAccount that may use the Leases in `lease_ns`
-/// and nothing else.
+/// A kubeconfig of a ServiceAccount that may use the Leases in `lease_ns`,
+/// load the signing key there, and nothing else: it can list nothing.
 async fn lease_only_kubeconfig(client: &kube::Client, lease_ns: &str, dir: &Path) -> PathBuf {
     support::apply::<ServiceAccount>(
         client,
@@ -45,7 +45,13 @@ async fn lease_only_kubeconfig(client: &kube::Client, lease_ns: &str, dir: &Path
     .await;
     support::apply::<Role>(client, lease_ns, json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "leases-only"},
-        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "delete"]}],
+        // A replica loads (or, first, creates) the catalog signing key
+        // before anything else, as the operator's own Role allows.
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mcp-operator-catalog-signing"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ],
     }))
     .await;
     support::apply::<RoleBinding>(client, lease_ns, json!({
