@@ -294,8 +294,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         namespace: ns.clone(),
         name: "weather".into(),
     };
-    let mut redis = redis::Client::open(testenv_var("MCP_REDIS_URL"))
-        .expect("a Redis URL")
+    let mut redis = support::redis::node_client(&testenv_var("MCP_REDIS_URL"))
         .get_multiplexed_async_connection()
         .await
         .expect("a Redis connection");

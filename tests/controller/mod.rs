@@ -791,7 +791,7 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
     let first = env.one_tool_server().await;
 
     let id = env.server_id("s");
-    let client = redis::Client::open(match redis {
+    let client = crate::support::redis::node_client(&match redis {
         Redis::Single => testenv_var("MCP_REDIS_URL"),
         // In a cluster a PUBLISH reaches every node; any one will do.
         Redis::Cluster => testenv_var("MCP_REDIS_CLUSTER_URLS")
@@ -799,8 +799,7 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
             .next()
             .expect("a seed")
             .to_owned(),
-    })
-    .expect("a client");
+    });
     let mut pubsub = client.get_async_pubsub().await.expect("pub/sub");
     pubsub
         .subscribe(keys::channel(&id))

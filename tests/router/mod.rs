@@ -972,7 +972,16 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> Self {
+        // Authentication as on the testenv's nodes: the default user off,
+        // the testenv's admin user with its password.
+        let admin = format!(
+            "{} on >{} ~* &* +@all",
+            crate::support::testenv_var("MCP_REDIS_USERNAME"),
+            crate::support::testenv_var("MCP_REDIS_PASSWORD")
+        );
         let child = Command::new("redis-server")
+            .args(["--user", "default", "off", "--user"])
+            .args(admin.split(' '))
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -994,7 +1003,7 @@ impl OwnRedis {
     }
 
     async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(self.url()).expect("a Redis URL");
+        let client = crate::support::redis::node_client(&self.url());
         tokio::time::timeout(WAIT, async {
             loop {
                 if let Ok(connection) = client.get_multiplexed_async_connection().await {
@@ -1016,7 +1025,7 @@ impl Drop for OwnRedis {
 }
 
 /// Polls `check` until it holds or [`WAIT`] passes.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = std::time::Instant::now() + WAIT;
     while !check().await {
         assert!(

@@ -261,7 +261,8 @@ fn catalog(server: &ServerId, backend: SocketAddr, tools: usize) -> Catalog {
 /// Writes the catalog as the controller does: document, version, then the
 /// invalidation.
 async fn publish(redis_url: &str, catalog: &Catalog) -> anyhow::Result<()> {
-    let mut redis = redis::Client::open(redis_url)?
+    let mut redis = mcp_operator_store::RedisArgs::from_env_credentials(None, vec![])
+        .client(redis_url)?
         .get_multiplexed_async_connection()
         .await?;
     let version = catalog.version();
