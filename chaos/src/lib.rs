@@ -14,6 +14,7 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod traffic;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

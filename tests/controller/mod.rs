@@ -19,7 +19,7 @@ use mcp_operator_catalog::{
     Catalog, Endpoint, Invalidation, Prompt, Published, Resource, ResourceContent, ServerId,
     ServerInfo, Source, Tool, keys,
 };
-use mcp_operator_controller::{ControllerArgs, ShardingArgs};
+use mcp_operator_controller::{ControllerArgs, RouterCredentials, ShardingArgs};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -64,6 +64,9 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         metrics_listen: ([127, 0, 0, 1], 0).into(),
                         router_image: "mcp-operator:test".into(),
                         router_redis_url: None,
+                        router_redis_credentials: RouterCredentials::Isolated,
+                        router_redis_username: None,
+                        router_redis_password: None,
                         concurrency: 8,
                         server_debounce: Duration::from_millis(200),
                         server_debounce_max: Duration::from_secs(1),

@@ -1024,13 +1024,15 @@ impl Drop for OwnRedis {
     }
 }
 
-/// Polls `check` until it holds or [`WAIT`] passes.
+/// Polls `check` until it holds or the tests' longest wait passes (a
+/// loaded machine can take long; the wait bounds only a failure).
 pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = std::time::Instant::now() + WAIT;
+    let wait = crate::support::WAIT;
+    let deadline = std::time::Instant::now() + wait;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "{what} did not happen within {WAIT:?}"
+            "{what} did not happen within {wait:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -5,6 +5,7 @@
 //! [`keys`]; the router reads exactly this type back. Its format and the keys
 //! are documented in `docs/catalog.md`.
 
+pub mod acl;
 pub mod keys;
 
 use std::fmt;

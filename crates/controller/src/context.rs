@@ -16,6 +16,7 @@ use mcp_operator_store::Store as Redis;
 
 use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
+use crate::identity::Identities;
 use crate::lease::Shards;
 use crate::membership::Membership;
 use crate::workload::RouterSettings;
@@ -59,6 +60,7 @@ pub struct Context {
     pub deferrals: Deferrals,
     pub backoff: Backoff,
     pub router: RouterSettings,
+    pub identities: Identities,
     pub shards: Arc<Shards>,
 }
 
@@ -68,6 +70,7 @@ impl Context {
         redis: Redis,
         stores: Stores,
         router: RouterSettings,
+        identities: Identities,
         shards: Arc<Shards>,
     ) -> Self {
         let reporter = kube::runtime::events::Reporter {
@@ -91,6 +94,7 @@ impl Context {
             deferrals: Deferrals::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
+            identities,
             shards,
         }
     }

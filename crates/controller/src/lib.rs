@@ -13,6 +13,7 @@
 //! per shard ([`lease`]) and reconcile only the shards they hold; Redis
 //! writes carry the shard's fencing token ([`publish`]).
 
+mod acl;
 mod args;
 mod assemble;
 mod audit;
@@ -22,10 +23,12 @@ mod batch;
 mod check;
 mod conditions;
 mod context;
+mod credentials;
 mod deferral;
 mod drift;
 mod error;
 mod http;
+mod identity;
 mod lease;
 mod member;
 mod membership;
@@ -55,7 +58,8 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use args::{ControllerArgs, ShardingArgs};
+pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
+pub use identity::{PASSWORD_ANNOTATION, password_sha256};
 pub use shard::{ShardId, shard_of};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
@@ -76,6 +80,10 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         sharding.renew_interval,
         sharding.lease_duration
     );
+    // Routers get this URL as a literal value: it must not carry credentials.
+    if let Some(url) = &args.router_redis_url {
+        args.redis.connection_info(url)?;
+    }
     let client = Client::try_default().await?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
     let shards = Arc::new(Shards::new(ElectionConfig {
@@ -155,6 +163,12 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             budgets,
         },
         router_settings(&args),
+        identity::Identities::new(
+            args.router_redis_credentials,
+            &args.redis,
+            args.router_redis_username.clone(),
+            args.router_redis_password.clone(),
+        ),
         shards.clone(),
     ));
 
@@ -210,6 +224,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .reconcile_on(batch::coalesce(member_triggers, window))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
+        .reconcile_on(identity::checked(&ctx, args.catalog_audit_interval))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());

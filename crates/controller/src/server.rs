@@ -113,14 +113,16 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     let owner = server
         .controller_owner_ref(&())
         .ok_or(Error::Incomplete("uid"))?;
-    let workload =
-        workload::build(server, &owner, &ctx.router, &secrets(&published)).map_err(|source| {
-            Error::Build {
-                what: "workload",
-                source,
-            }
+    let identity = ctx.identities.secret(ctx, server, &owner).await?;
+    let workload = workload::build(server, &owner, &ctx.router, &identity, &secrets(&published))
+        .map_err(|source| Error::Build {
+            what: "workload",
+            source,
         })?;
     let deployment = apply_workload(server, ctx, workload).await?;
+    // After the Deployment records the password's hash, so that a failure
+    // here is retried with the same password.
+    ctx.identities.user(ctx, server, &identity).await?;
 
     let catalog = &published.catalog;
     let (tools, prompts, resources) = (
@@ -160,6 +162,7 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
             ),
             Err(message) => Desired::new(READY, false, "DeploymentUnavailable", message),
         },
+        ctx.identities.condition(),
     ];
     let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
     let mut excluded = assembly.excluded;
@@ -185,6 +188,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
         telemetry::catalog_published("removed");
         tracing::info!("removed the catalog and published a tombstone");
     }
+    ctx.identities.remove(ctx, &id).await?;
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
     Ok(Action::await_change())

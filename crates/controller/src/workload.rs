@@ -12,7 +12,10 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
+use mcp_operator_catalog::acl;
 use serde_json::json;
+
+use crate::identity::{PASSWORD_ANNOTATION, RouterIdentity};
 
 /// Where routers listen, and the port name the Service targets.
 pub const ROUTER_PORT: i32 = 8080;
@@ -25,7 +28,8 @@ pub const SECRETS_DIR: &str = "/var/run/secrets/kubemcp.io/backends";
 pub struct RouterSettings {
     /// Image used when the MCPServer names none.
     pub image: String,
-    /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS).
+    /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS),
+    /// without credentials: those come from the server's Secret.
     pub redis_env: Vec<EnvVar>,
 }
 
@@ -70,13 +74,15 @@ fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Builds the workload. `secrets` are the Secrets the catalog's backend
+/// Builds the workload. `identity` names the Secret with the routers'
+/// Redis credentials. `secrets` are the Secrets the catalog's backend
 /// headers name; each is mounted (optional, so a missing one fails only the
 /// calls that need it) under [`SECRETS_DIR`].
 pub fn build(
     server: &MCPServer,
     owner: &OwnerReference,
     settings: &RouterSettings,
+    identity: &RouterIdentity,
     secrets: &BTreeSet<String>,
 ) -> Result<Workload, serde_json::Error> {
     let name = server.name_any();
@@ -110,6 +116,10 @@ pub fn build(
         json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
     ];
     env.extend(settings.redis_env.iter().map(|e| json!(e)));
+    // Credentials only by reference, never as a literal value.
+    let from_secret = |key: &str| json!({"secretKeyRef": {"name": identity.secret, "key": key}});
+    env.push(json!({"name": "MCP_REDIS_USERNAME", "valueFrom": from_secret(acl::SECRET_USERNAME)}));
+    env.push(json!({"name": "MCP_REDIS_PASSWORD", "valueFrom": from_secret(acl::SECRET_PASSWORD)}));
     // The server's own env wins over the operator's defaults; server-side
     // apply refuses a list with two entries of one name.
     env.retain(|e| {
@@ -141,7 +151,11 @@ pub fn build(
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels(server)},
+                // The password's hash: a new password rolls the routers.
+                "metadata": {
+                    "labels": labels(server),
+                    "annotations": {PASSWORD_ANNOTATION: identity.password_sha256},
+                },
                 "spec": {
                     "serviceAccountName": service_account_name,
                     "automountServiceAccountToken": false,
@@ -290,7 +304,11 @@ mod tests {
             }],
         };
         let secrets = BTreeSet::from(["weather-token".to_owned()]);
-        let workload = build(&server, &owner, &settings, &secrets).expect("a workload");
+        let identity = RouterIdentity {
+            secret: acl::secret_name("weather"),
+            password_sha256: acl::password_sha256("fixture"),
+        };
+        let workload = build(&server, &owner, &settings, &identity, &secrets).expect("a workload");
         let documents = [
             serde_yaml_ng::to_string(&workload.service_account),
             serde_yaml_ng::to_string(&workload.deployment),
