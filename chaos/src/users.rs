@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
 use mcp_operator_catalog::{ServerId, acl};
-use mcp_operator_controller::password_sha256;
+use mcp_operator_controller::{canonical_acl_user, password_sha256};
 use mcp_operator_store::RedisArgs;
 
 use crate::Redis;
@@ -56,11 +56,14 @@ async fn count_wrong(
         let hash = deployment.as_ref().and_then(password_sha256);
         let mut seen = None;
         for node in &mut nodes {
-            let user: Option<HashMap<String, redis::Value>> = redis::cmd("ACL")
+            let reply: redis::Value = redis::cmd("ACL")
                 .arg("GETUSER")
                 .arg(acl::username(server))
                 .query_async(node)
                 .await?;
+            // Each node orders a user's commands its own way.
+            let user: Option<HashMap<String, redis::Value>> =
+                redis::from_redis_value(canonical_acl_user(reply))?;
             let right = user.as_ref().is_some_and(|user| {
                 let passwords: Vec<String> = user
                     .get("passwords")

@@ -231,6 +231,44 @@ pub fn checked(
     audit::every(ctx, interval, |ctx, tx| Box::pin(check(ctx, tx)))
 }
 
+/// How often every node is asked which users it has: a node restarted
+/// without persistence (a failed primary back as a replica) has none, and
+/// routers that connect to it fail until their user is set again.
+const NODE_CHECK: Duration = Duration::from_secs(1);
+
+/// The quick check, every [`NODE_CHECK`] (never when `interval` is zero):
+/// one `ACL USERS` per node, and the full verification when a node lacks a
+/// held server's user.
+pub fn nodes_checked(
+    ctx: &Arc<Context>,
+    interval: Duration,
+) -> impl futures::Stream<Item = ObjectRef<MCPServer>> + use<> {
+    let interval = if interval.is_zero() {
+        interval
+    } else {
+        NODE_CHECK.min(interval)
+    };
+    audit::every(ctx, interval, |ctx, _| Box::pin(check_nodes(ctx)))
+}
+
+async fn check_nodes(ctx: &Context) {
+    let Mode::Isolated(acl) = &ctx.identities.mode else {
+        return;
+    };
+    let held: Vec<(ServerId, String)> = audit::held(ctx)
+        .filter_map(|server| Some((server_id(&server), ctx.identities.recorded(ctx, &server)?)))
+        .collect();
+    match acl.lacking(&ctx.redis, &held).await {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Err(error) = acl.verify(&ctx.redis, &held).await {
+                tracing::warn!(%error, "cannot verify the router users in Redis");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "cannot list the users of the Redis nodes"),
+    }
+}
+
 #[tracing::instrument(skip_all)]
 async fn check(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
     let identities = &ctx.identities;

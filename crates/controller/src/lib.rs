@@ -58,6 +58,7 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use acl::canonical as canonical_acl_user;
 pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
 pub use identity::{PASSWORD_ANNOTATION, password_sha256};
 pub use shard::{ShardId, shard_of};
@@ -225,6 +226,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
         .reconcile_on(identity::checked(&ctx, args.catalog_audit_interval))
+        .reconcile_on(identity::nodes_checked(&ctx, args.catalog_audit_interval))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());

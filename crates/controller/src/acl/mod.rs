@@ -6,11 +6,14 @@
 //! restarted without persistence, or one that joins, has none of them: the
 //! periodic verification ([`Acl::verify`]) compares every held server's
 //! user on every node with what `ACL GETUSER` answered right after the
-//! operator set it, and sets it again where it differs or is missing. A
+//! operator set it (its rule words sorted: nodes list commands in their own
+//! order), and sets it again where it differs or is missing. A
 //! promoted replica already has the users, set on it as a replica.
 
 mod nodes;
 mod rules;
+
+pub use rules::canonical;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -121,7 +124,7 @@ impl Acl {
                     .applied()
                     .get(server)
                     .filter(|a| &a.password_sha256 == password_sha256)
-                    .map(|a| a.user == user);
+                    .map(|a| a.user == rules::canonical(user.clone()));
                 if expected == Some(true) {
                     continue;
                 }
@@ -144,6 +147,36 @@ impl Acl {
         Ok(repaired)
     }
 
+    /// Whether some node lacks one of these servers' users (`ACL USERS`,
+    /// one command per node).
+    pub async fn lacking(
+        &self,
+        store: &Store,
+        servers: &[(ServerId, String)],
+    ) -> Result<bool, StoreError> {
+        if servers.is_empty() {
+            return Ok(false);
+        }
+        for node in self.nodes(store).await? {
+            let users: Vec<String> = match self
+                .on(&node, &redis::cmd("ACL").arg("USERS").clone())
+                .await
+            {
+                Ok(users) => users,
+                // Unreachable: the next pass, or the full verification.
+                Err(_) => continue,
+            };
+            let users: std::collections::HashSet<String> = users.into_iter().collect();
+            if servers
+                .iter()
+                .any(|(server, _)| !users.contains(&acl::username(server)))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// `ACL SETUSER` on one node; returns the user as that node reports it.
     async fn set(
         &self,
@@ -160,7 +193,7 @@ impl Acl {
             .arg("GETUSER")
             .arg(acl::username(server));
         let (user,): (Value,) = self.on_pipe(node, &pipe).await?;
-        Ok(user)
+        Ok(rules::canonical(user))
     }
 
     fn record(&self, server: &ServerId, password_sha256: &str, user: Value) {

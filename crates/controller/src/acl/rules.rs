@@ -46,9 +46,48 @@ pub fn setuser(server: &ServerId, password_sha256: &str) -> Vec<String> {
     rules
 }
 
+/// An `ACL GETUSER` reply in a form equal on every node: each node lists
+/// a user's commands in the order of its own hash table, so the words of
+/// every rule string are sorted.
+pub fn canonical(user: redis::Value) -> redis::Value {
+    use redis::Value;
+    match user {
+        Value::BulkString(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let mut words: Vec<&str> = text.split(' ').collect();
+                words.sort_unstable();
+                Value::BulkString(words.join(" ").into_bytes())
+            }
+            Err(error) => Value::BulkString(error.into_bytes()),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_user_listed_in_two_orders_is_one_user() {
+        use redis::Value;
+        let user = |commands: &str| {
+            Value::Array(vec![
+                Value::BulkString(b"commands".to_vec()),
+                Value::BulkString(commands.as_bytes().to_vec()),
+                Value::Array(vec![Value::BulkString(b"passwords".to_vec())]),
+            ])
+        };
+        assert_eq!(
+            canonical(user("-@all +get +set +cluster|slots")),
+            canonical(user("-@all +cluster|slots +set +get"))
+        );
+        assert_ne!(
+            canonical(user("-@all +get")),
+            canonical(user("-@all +get +keys"))
+        );
+    }
 
     #[test]
     fn rules_name_only_the_servers_own_keys_and_channels() {
