@@ -130,13 +130,31 @@ fn invalid_cases() -> Vec<(ApiResource, &'static str, Value, &'static str)> {
             "spec.backend.method: Unsupported value: \"TRACE\"",
         ),
         (
-            tool,
+            tool.clone(),
             "two-header-values",
             with(
                 valid_tool(),
                 json!({ "backend": { "headers": [{ "name": "X-Key", "value": "a", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }] } }),
             ),
             "a header needs exactly one of value or valueFrom",
+        ),
+        (
+            tool.clone(),
+            "host-header",
+            with(
+                valid_tool(),
+                json!({ "backend": { "headers": [{ "name": "Host", "value": "payments.team-b.svc" }] } }),
+            ),
+            "a header may not be Host, Content-Length or a hop-by-hop header",
+        ),
+        (
+            tool,
+            "hop-by-hop-header",
+            with(
+                valid_tool(),
+                json!({ "backend": { "headers": [{ "name": "Transfer-ENCODING", "value": "chunked" }] } }),
+            ),
+            "a header may not be Host, Content-Length or a hop-by-hop header",
         ),
         (
             prompt.clone(),
@@ -185,6 +203,30 @@ fn invalid_cases() -> Vec<(ApiResource, &'static str, Value, &'static str)> {
             "negative-replicas",
             with(valid_server(), json!({ "replicas": -1 })),
             "spec.replicas: Invalid value: -1",
+        ),
+        (
+            server.clone(),
+            "operator-env",
+            with(
+                valid_server(),
+                json!({ "env": [{ "name": "MCP_SERVER", "value": "team-b/payments" }] }),
+            ),
+            "env may not set MCP_* variables: the operator sets them",
+        ),
+        (
+            server.clone(),
+            "repeated-env",
+            with(
+                valid_server(),
+                json!({ "env": [{ "name": "TZ", "value": "UTC" }, { "name": "TZ", "value": "CET" }] }),
+            ),
+            "spec.env[1]: Duplicate value",
+        ),
+        (
+            server.clone(),
+            "bad-backend-secret",
+            with(valid_server(), json!({ "backendSecrets": ["../team-b"] })),
+            "backendSecrets must be Secret names",
         ),
         (
             server,
@@ -249,4 +291,25 @@ async fn apiserver_accepts_valid_objects_and_rejects_invalid_ones_with_clear_mes
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A tool over the apiserver's request limit is refused with its reason,
+/// before any controller sees it.
+#[tokio::test]
+async fn apiserver_refuses_a_huge_schema() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::namespace(&client, "crd-huge").await;
+    let resource = ApiResource::erase::<MCPTool>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+    let mut spec = valid_tool();
+    spec["inputSchema"]["description"] = json!("x".repeat(5 << 20));
+    let mut obj = DynamicObject::new("huge", &resource);
+    obj.data = json!({ "spec": spec });
+    match api.create(&PostParams::default(), &obj).await {
+        Err(kube::Error::Api(status)) if status.code == 413 => {
+            assert!(status.message.contains("too large"), "{}", status.message);
+        }
+        other => panic!("expected 413 Request Entity Too Large, got {other:?}"),
+    }
 }

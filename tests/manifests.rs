@@ -23,7 +23,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::wait::conditions;
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
-use mcp_operator_catalog::{Published, ServerId, keys};
+use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, TrustedKeys};
+use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_chaos::{Group, Redis, Timing, logs_dir, poll};
 use redis::AsyncCommands;
 use serde::Deserialize;
@@ -33,6 +34,16 @@ use support::{condition, testenv_var};
 
 /// The operator's namespace, as manifests/base names it.
 const SYSTEM: &str = "mcp-operator-system";
+/// What a platform admin applies into a namespace to let the confined
+/// operator write there.
+const ENABLE_NAMESPACE: &str = "manifests/components/confined/namespace";
+/// The label that enables a namespace in the confined install.
+const ENABLED: &str = "kubemcp.io/enabled";
+
+/// The tests that run an operator take turns: an operator reconciles every
+/// namespace it may, so another's would spoil what the confined one must
+/// leave alone.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How the apiserver words an RBAC denial of the operator's account (other
 /// 403s, such as writes into a terminating namespace, are not about RBAC).
 const RBAC_DENIAL: &str =
@@ -69,19 +80,37 @@ fn kubectl_output(args: &[&str]) -> std::process::Output {
 /// Waits until the apiserver's RBAC cache has the roles just applied, so
 /// that the operator's first calls are not refused by a stale cache.
 fn wait_until_rbac_applies() {
-    let account = format!("--as=system:serviceaccount:{SYSTEM}:mcp-operator");
-    let checks = [
-        ["list", "mcpservers.kubemcp.io", "--all-namespaces"],
-        [
-            "update",
-            "leases.coordination.k8s.io",
-            "--namespace=mcp-operator-system",
+    wait_until_allowed(
+        SYSTEM,
+        &[
+            ["list", "mcpservers.kubemcp.io", "--all-namespaces"],
+            [
+                "update",
+                "leases.coordination.k8s.io",
+                "--namespace=mcp-operator-system",
+            ],
+            [
+                "get",
+                "secrets/mcp-operator-catalog-signing",
+                "--namespace=mcp-operator-system",
+            ],
         ],
-    ];
+    );
+}
+
+/// Whether the operator's account in `namespace` may, as `kubectl auth
+/// can-i` answers: `[verb, resource, scope]`.
+fn allowed(namespace: &str, [verb, resource, scope]: [&str; 3]) -> bool {
+    let account = format!("--as=system:serviceaccount:{namespace}:mcp-operator");
+    kubectl_output(&["auth", "can-i", verb, resource, scope, &account]).stdout == b"yes\n"
+}
+
+/// Waits until the operator's account in `namespace` may do each of
+/// `checks`.
+fn wait_until_allowed(namespace: &str, checks: &[[&str; 3]]) {
     let started = std::time::Instant::now();
-    for [verb, resource, scope] in checks {
-        while kubectl_output(&["auth", "can-i", verb, resource, scope, &account]).stdout != b"yes\n"
-        {
+    for &[verb, resource, scope] in checks {
+        while !allowed(namespace, [verb, resource, scope]) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the operator's account still cannot {verb} {resource} after 30s"
@@ -129,6 +158,8 @@ fn check_overlay(overlay: &str, built: &[Value]) {
         ("ClusterRoleBinding", "mcp-operator"),
         ("Role", "mcp-operator-leases"),
         ("RoleBinding", "mcp-operator-leases"),
+        ("Role", "mcp-operator-catalog-signing"),
+        ("RoleBinding", "mcp-operator-catalog-signing"),
         ("ValidatingAdmissionPolicy", "mcp-operator-owned-secrets"),
         (
             "ValidatingAdmissionPolicyBinding",
@@ -196,6 +227,17 @@ fn check_overlay(overlay: &str, built: &[Value]) {
             assert!(find(built, "ServiceMonitor", "mcp-operator").is_some());
             assert!(find(built, "PodDisruptionBudget", "mcp-operator").is_some());
         }
+        "production-confined" => {
+            // Production's, but no cluster-wide write of workloads.
+            assert!(operator.is_some() && redis.is_none());
+            assert_eq!(
+                operator_env(built, "MCP_NAMESPACE_SELECTOR").map(|e| &e["value"]),
+                Some(&Value::from("kubemcp.io/enabled=true"))
+            );
+            assert!(find(built, "ClusterRole", "mcp-operator-workload").is_some());
+            assert!(find(built, "ClusterRoleBinding", "mcp-operator-workload").is_none());
+            assert!(find(built, "ClusterRoleBinding", "mcp-operator-namespaces").is_some());
+        }
         other => panic!("no expectations for overlay {other}"),
     }
 }
@@ -224,17 +266,30 @@ fn every_overlay_builds_and_passes_a_server_dry_run() {
         "-f",
         "manifests/base/namespace.yaml",
     ]);
-    for overlay in ["dev", "k3d", "production"] {
+    for overlay in ["dev", "k3d", "production", "production-confined"] {
         let path = format!("manifests/overlays/{overlay}");
         check_overlay(overlay, &documents(&kubectl(&["kustomize", &path])));
         // Schema, field validation (strict) and admission, Pod Security
         // (as warnings) included.
         kubectl(&["apply", "--server-side", "--dry-run=server", "-k", &path]);
     }
+    // What enables a namespace for the confined operator.
+    let binding = documents(&kubectl(&["kustomize", ENABLE_NAMESPACE]));
+    assert!(find(&binding, "RoleBinding", "mcp-operator").is_some());
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        SYSTEM,
+        "-k",
+        ENABLE_NAMESPACE,
+    ]);
 }
 
 #[tokio::test]
 async fn examples_reach_ready_under_the_operators_own_rbac() {
+    let _turn = OPERATOR.lock().await;
     let client = support::client().await;
     // What a developer applies before running the operator locally:
     // namespace, CRDs, RBAC and the bundled Redis, for real.
@@ -267,15 +322,7 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
             d
         })
         .collect();
-    let examples_file = logs.join("examples.yaml");
-    let stream = examples
-        .iter()
-        .map(|d| serde_yaml_ng::to_string(d).expect("serializable"))
-        .collect::<Vec<_>>()
-        .join("---\n");
-    std::fs::write(&examples_file, stream).expect("write the examples");
-    let examples_path = examples_file.to_str().expect("a UTF-8 path");
-    kubectl(&["apply", "--server-side", "-f", examples_path]);
+    apply_documents(&examples, &logs, "examples.yaml", &ns);
     let tools = Api::<MCPTool>::namespaced(client.clone(), &ns);
     for tool in ["forecast", "convert-temperature", "current-time"] {
         condition(&tools, tool, "Ready", "True", "Ready").await;
@@ -304,6 +351,13 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .and_then(|s| s.template.spec)
         .expect("a pod template");
     assert_eq!(pod.service_account_name.as_deref(), Some("weather-router"));
+    let public_keys = pod
+        .containers
+        .first()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| env.iter().find(|e| e.name == PUBLIC_KEYS_ENV))
+        .and_then(|e| e.value.clone())
+        .expect("the routers' public keys");
     Api::<Service>::namespaced(client.clone(), &ns)
         .get("weather")
         .await
@@ -336,7 +390,10 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .get(keys::catalog(&server))
         .await
         .expect("the published catalog");
-    let published: Published = serde_json::from_str(&raw).expect("a Published document");
+    let trusted: TrustedKeys = public_keys.parse().expect("the routers' public keys");
+    let published = trusted
+        .open(&raw, &server)
+        .expect("a catalog the routers trust");
     let catalog = &published.catalog;
     let names = |names: Vec<&str>| names.join(",");
     assert_eq!(
@@ -415,6 +472,297 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("delete the examples' namespace");
+}
+
+/// The RBAC objects of `documents` as this run's own: the account and its
+/// Role in `home` instead of the operator's namespace, and cluster-wide
+/// names suffixed with `home`, so that the grants of other tests (the
+/// examples apply the base's cluster-wide ones for real) do not count.
+fn own_rbac(documents: &[Value], home: &str) -> Vec<Value> {
+    let rename = |object: &mut Value| {
+        if object["kind"] == "ClusterRole" || object["kind"] == "ClusterRoleBinding" {
+            let name = object["metadata"]["name"].as_str().expect("a name");
+            object["metadata"]["name"] = Value::from(format!("{name}-{home}"));
+        }
+    };
+    documents
+        .iter()
+        .filter(|d| {
+            ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+                .iter()
+                .any(|kind| d["kind"] == *kind)
+        })
+        .cloned()
+        .map(|mut d| {
+            rename(&mut d);
+            if d["metadata"]["namespace"] == SYSTEM {
+                d["metadata"]["namespace"] = Value::from(home);
+            }
+            if d["roleRef"]["kind"] == "ClusterRole" {
+                let mut role = serde_json::json!({"kind": "ClusterRole", "metadata": {"name": d["roleRef"]["name"]}});
+                rename(&mut role);
+                d["roleRef"]["name"] = role["metadata"]["name"].clone();
+            }
+            let subjects = d.get_mut("subjects").and_then(Value::as_array_mut);
+            for subject in subjects.into_iter().flatten() {
+                subject["namespace"] = Value::from(home);
+            }
+            d
+        })
+        .collect()
+}
+
+/// Applies `documents` for real by server-side apply, from a file in
+/// `logs`, into `namespace` where they name none.
+fn apply_documents(documents: &[Value], logs: &std::path::Path, file: &str, namespace: &str) {
+    let path = logs.join(file);
+    let stream = documents
+        .iter()
+        .map(|d| serde_yaml_ng::to_string(d).expect("serializable"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    std::fs::write(&path, stream).expect("write the documents");
+    let path = path.to_str().expect("a UTF-8 path");
+    kubectl(&["apply", "--server-side", "-n", namespace, "-f", path]);
+}
+
+/// A Service, a tool behind it and a server selecting it, in `namespace`.
+async fn one_tool_server(client: &kube::Client, namespace: &str) {
+    let objects = [
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "backend"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]},
+        }),
+        serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+            "metadata": {"name": "tool", "labels": {"team": "t"}},
+            "spec": {
+                "description": "A tool.",
+                "inputSchema": {"type": "object"},
+                "backend": {"service": {"name": "backend", "port": "http"}, "path": "/call"},
+            },
+        }),
+    ];
+    support::apply::<Service>(client, namespace, objects[0].clone()).await;
+    support::apply::<MCPTool>(client, namespace, objects[1].clone()).await;
+    support::apply::<MCPServer>(
+        client,
+        namespace,
+        serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": "s"},
+            "spec": {"toolSelector": {"matchLabels": {"team": "t"}}},
+        }),
+    )
+    .await;
+}
+
+/// Sets (or with `None` removes) a label of a namespace.
+async fn label_namespace(client: &kube::Client, namespace: &str, key: &str, value: Option<&str>) {
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            namespace,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("label the namespace");
+}
+
+/// The confined install: the operator, as a process with a token of its
+/// own ServiceAccount and the RBAC of the production-confined overlay,
+/// writes only in namespaces enabled as documented (the RoleBinding, then
+/// the label), and reconciles nothing elsewhere; a namespace enabled later
+/// is picked up, one whose label is removed is dropped, without a restart.
+#[tokio::test]
+async fn the_confined_operator_writes_only_in_enabled_namespaces() {
+    let _turn = OPERATOR.lock().await;
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let logs = logs_dir("manifests-confined");
+    std::fs::create_dir_all(&logs).expect("the log directory");
+    let home = support::namespace(&client, "confined-operator").await;
+    let built = documents(&kubectl(&[
+        "kustomize",
+        "manifests/overlays/production-confined",
+    ]));
+    let selector = operator_env(&built, "MCP_NAMESPACE_SELECTOR").expect("the selector")["value"]
+        .as_str()
+        .expect("a selector")
+        .to_owned();
+    let rbac = own_rbac(&built, &home);
+    apply_documents(&rbac, &logs, "rbac.yaml", &home);
+    let binding = own_rbac(
+        &documents(&kubectl(&["kustomize", ENABLE_NAMESPACE])),
+        &home,
+    );
+
+    // Namespaces of this run, told apart from other runs' by a label the
+    // operator's selector also requires.
+    let run = ("mcp-test/run", home.as_str());
+    let enabled = support::namespace(&client, "confined-on").await;
+    let later = support::namespace(&client, "confined-later").await;
+    for namespace in [&enabled, &later] {
+        label_namespace(&client, namespace, run.0, Some(run.1)).await;
+        one_tool_server(&client, namespace).await;
+    }
+    apply_documents(&binding, &logs, "binding-enabled.yaml", &enabled);
+    label_namespace(&client, &enabled, ENABLED, Some("true")).await;
+    let (in_enabled, in_later) = (
+        format!("--namespace={enabled}"),
+        format!("--namespace={later}"),
+    );
+    let leases = format!("--namespace={home}");
+    wait_until_allowed(
+        &home,
+        &[
+            ["list", "mcpservers.kubemcp.io", "--all-namespaces"],
+            ["list", "namespaces", "--all-namespaces"],
+            ["update", "leases.coordination.k8s.io", &leases],
+            ["create", "deployments.apps", &in_enabled],
+        ],
+    );
+    assert!(
+        !allowed(&home, ["create", "deployments.apps", &in_later]),
+        "no write outside enabled namespaces"
+    );
+
+    let group = Group {
+        binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
+        shards: 16,
+        lease_namespace: home.clone(),
+        redis: Redis::Single(testenv_var("MCP_REDIS_URL")),
+        timing: Timing::default(),
+        kubeconfig: Some(support::account_kubeconfig(&client, &home, "mcp-operator", &logs).await),
+        logs: logs.clone(),
+    };
+    let narrowed = format!("{selector},{}={}", run.0, run.1);
+    let operator = group
+        .start_with("confined", &["--namespace-selector", &narrowed])
+        .expect("start the operator");
+    eprintln!("operator log: {}", logs.join("confined.log").display());
+
+    let servers = |namespace: &str| Api::<MCPServer>::namespaced(client.clone(), namespace);
+    condition(&servers(&enabled), "s", "Ready", "True", "Ready").await;
+    // By now the operator has reconciled every namespace it would: the
+    // other one's objects are as they were created.
+    let untouched = |namespace: String| {
+        let client = client.clone();
+        async move {
+            let server = Api::<MCPServer>::namespaced(client.clone(), &namespace)
+                .get("s")
+                .await
+                .expect("the server");
+            assert_eq!(server.status, None, "{namespace}: server status");
+            assert_eq!(server.metadata.finalizers, None, "{namespace}: finalizer");
+            let tool = Api::<MCPTool>::namespaced(client.clone(), &namespace)
+                .get("tool")
+                .await
+                .expect("the tool");
+            assert_eq!(tool.status, None, "{namespace}: tool status");
+            let deployment = Api::<Deployment>::namespaced(client, &namespace)
+                .get_opt("s")
+                .await
+                .expect("GET");
+            assert!(deployment.is_none(), "{namespace}: a router Deployment");
+        }
+    };
+    untouched(later.clone()).await;
+
+    // Enabled later, as documented: the binding first, then the label.
+    apply_documents(&binding, &logs, "binding-later.yaml", &later);
+    wait_until_allowed(&home, &[["create", "deployments.apps", &in_later]]);
+    label_namespace(&client, &later, ENABLED, Some("true")).await;
+    condition(&servers(&later), "s", "Ready", "True", "Ready").await;
+
+    // Dropped: once the operator no longer selects the namespace, a change
+    // there is not reconciled, although its RoleBinding is still in place.
+    label_namespace(&client, &enabled, ENABLED, None).await;
+    poll(support::WAIT, "the operator to drop the namespace", || {
+        let selected = operator.metric("mcp_operator_namespaces_selected");
+        async move { Ok((selected? == 1.0).then_some(())) }
+    })
+    .await
+    .expect("one namespace selected");
+    let replicas = serde_json::json!({"spec": {"replicas": 2}});
+    let params = kube::api::PatchParams::default();
+    for namespace in [&enabled, &later] {
+        servers(namespace)
+            .patch("s", &params, &kube::api::Patch::Merge(&replicas))
+            .await
+            .expect("two replicas");
+    }
+    support::wait_for(&servers(&later), "s", |s: Option<&MCPServer>| {
+        s.and_then(|s| s.status.as_ref()?.observed_generation) == Some(2)
+    })
+    .await;
+    let dropped = servers(&enabled).get("s").await.expect("the server");
+    assert_eq!(dropped.status.and_then(|s| s.observed_generation), Some(1));
+    let budget = Api::<PodDisruptionBudget>::namespaced(client.clone(), &enabled)
+        .get_opt("s")
+        .await
+        .expect("GET");
+    assert!(
+        budget.is_none(),
+        "a dropped namespace got a PodDisruptionBudget"
+    );
+    // Its server can still be deleted: the operator removes the catalog and
+    // releases the finalizer it added.
+    let uid = dropped.metadata.uid.expect("a uid");
+    servers(&enabled)
+        .delete("s", &DeleteParams::default())
+        .await
+        .expect("delete the dropped server");
+    support::wait_for(&servers(&enabled), "s", conditions::is_deleted(&uid)).await;
+
+    operator
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("the operator stops at SIGTERM");
+    let log = std::fs::read_to_string(logs.join("confined.log")).expect("the operator's log");
+    let denial = format!(r#"forbidden: User "system:serviceaccount:{home}:mcp-operator" cannot"#);
+    assert!(
+        !log.contains(&denial),
+        "the operator was refused something:\n{log}"
+    );
+    assert!(
+        log.contains("controllers stopped; shards released"),
+        "{log}"
+    );
+
+    for document in rbac.iter().filter(|d| d["metadata"]["namespace"].is_null()) {
+        let object = format!(
+            "{}.rbac.authorization.k8s.io/{}",
+            document["kind"].as_str().expect("a kind").to_lowercase(),
+            document["metadata"]["name"].as_str().expect("a name")
+        );
+        kubectl(&["delete", &object]);
+    }
+    mcp_operator_chaos::delete_namespaces(&client, &[home, enabled, later])
+        .await
+        .expect("delete the namespaces");
+}
+
+/// A malformed --namespace-selector stops the operator at start, with the
+/// apiserver's reason, rather than leaving a watch that retries for ever.
+#[test]
+fn a_malformed_namespace_selector_stops_the_operator() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["controller", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--redis-url", &testenv_var("MCP_REDIS_URL")])
+        .args(["--namespace-selector", "kubemcp.io/enabled in true"])
+        .env_remove("MCP_REDIS_URL")
+        .env_remove("MCP_REDIS_CLUSTER_URLS")
+        .output()
+        .expect("run the operator");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--namespace-selector 'kubemcp.io/enabled in true'"),
+        "{stderr}"
+    );
 }
 
 /// With the operator's own token: no Secret can be read or listed, and

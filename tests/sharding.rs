@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams};
-use mcp_operator_api::{MCPServer, MCPTool};
+use mcp_operator_api::MCPTool;
 use mcp_operator_catalog::ServerId;
 use mcp_operator_chaos::{Group, Redis, Timing, holders, logs_dir, poll, shard, writer};
 use serde_json::json;
@@ -27,40 +27,15 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A namespace with a Service, a tool and a server selecting it.
 async fn workload(client: &kube::Client, description: &str) -> ServerId {
-    let ns = support::namespace(client, "shard").await;
-    support::apply::<Service>(
-        client,
-        &ns,
-        json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
-            "spec": {"ports": [{"name": "http", "port": 8080}]},
-        }),
-    )
-    .await;
-    support::apply::<MCPTool>(client, &ns, json!({
-        "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
-        "metadata": {"name": "tool", "labels": {"app": "x"}},
-        "spec": {"description": description, "inputSchema": {"type": "object"}, "backend": {"service": {"name": "backend", "port": 8080}}},
-    }))
-    .await;
-    support::apply::<MCPServer>(
-        client,
-        &ns,
-        json!({
-            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
-            "metadata": {"name": "server"},
-            "spec": {"toolSelector": {"matchLabels": {"app": "x"}}},
-        }),
-    )
-    .await;
+    let spec = json!({"description": description, "inputSchema": {"type": "object"}});
     ServerId {
-        namespace: ns,
+        namespace: support::one_tool_namespace(client, "shard", spec).await,
         name: "server".into(),
     }
 }
 
-/// A kubeconfig of a ServiceAccount that may use the Leases in `lease_ns`
-/// and nothing else.
+/// A kubeconfig of a ServiceAccount that may use the Leases in `lease_ns`,
+/// load the signing key there, and nothing else: it can list nothing.
 async fn lease_only_kubeconfig(client: &kube::Client, lease_ns: &str, dir: &Path) -> PathBuf {
     support::apply::<ServiceAccount>(
         client,
@@ -70,7 +45,13 @@ async fn lease_only_kubeconfig(client: &kube::Client, lease_ns: &str, dir: &Path
     .await;
     support::apply::<Role>(client, lease_ns, json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "leases-only"},
-        "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "delete"]}],
+        // A replica loads (or, first, creates) the catalog signing key
+        // before anything else, as the operator's own Role allows.
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mcp-operator-catalog-signing"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ],
     }))
     .await;
     support::apply::<RoleBinding>(client, lease_ns, json!({

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use mcp_operator_catalog::{Invalidation, Published, ServerId, keys};
+use mcp_operator_catalog::signature;
+use mcp_operator_catalog::{Invalidation, ServerId, keys};
 use mcp_operator_store::{RedisArgs, Store};
 use serde_json::json;
 
@@ -320,8 +321,7 @@ async fn listen(
             .await
             .ok()
             .flatten();
-        let Some(published) = published.and_then(|p| serde_json::from_str::<Published>(&p).ok())
-        else {
+        let Some(published) = published.and_then(|p| signature::unverified(&p).ok()) else {
             continue;
         };
         let Ok(mut pending) = pending.lock() else {

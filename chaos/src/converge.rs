@@ -10,6 +10,7 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
+use mcp_operator_catalog::signature;
 use mcp_operator_catalog::{Published, ServerId, keys};
 use mcp_operator_store::Store;
 
@@ -149,7 +150,7 @@ impl Observer {
                     .query_async(&mut redis)
                     .await?;
                 let published: Option<Published> =
-                    published.map(|p| serde_json::from_str(&p)).transpose()?;
+                    published.map(|p| signature::unverified(&p)).transpose()?;
                 match published.map(|p| contents(&p)) {
                     Some(actual) if &actual == expected => progress.catalogs_matching += 1,
                     actual if progress.lagging.len() < LAGGING => progress.lagging.push(format!(

@@ -173,7 +173,7 @@ async fn exercise(
         .await?;
     let client = observer.client.clone();
     let (mut routers, serving) =
-        Routers::of_first_server(group, population, plan.traffic.routers).await?;
+        Routers::of_first_server(&client, group, population, plan.traffic.routers).await?;
     let endpoints = routers.endpoints.clone();
     let faulted = async {
         tokio::join!(

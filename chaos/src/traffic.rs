@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use mcp_operator_catalog::{ServerId, acl};
 use serde_json::{Value, json};
 
@@ -50,6 +52,22 @@ pub struct Fleet {
     /// The server's own Redis user and password, from its Secret.
     pub credentials: (String, String),
     pub logs: PathBuf,
+    /// The operator's public keys (`--catalog-public-keys`).
+    pub public_keys: String,
+}
+
+/// The public keys the operator gave `server`'s routers, read from their
+/// Deployment as a router pod gets them.
+pub async fn public_keys(client: &kube::Client, server: &ServerId) -> anyhow::Result<String> {
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), &server.namespace);
+    poll(Duration::from_secs(30), "the router Deployment", || async {
+        let deployment = api.get_opt(&server.name).await?;
+        Ok(deployment
+            .and_then(|d| d.spec?.template.spec)
+            .and_then(|pod| pod.containers.into_iter().next()?.env)
+            .and_then(|env| env.into_iter().find(|e| e.name == PUBLIC_KEYS_ENV)?.value))
+    })
+    .await
 }
 
 impl Fleet {
@@ -63,6 +81,8 @@ impl Fleet {
             self.server.to_string(),
             "--listen".to_owned(),
             format!("127.0.0.1:{port}"),
+            "--catalog-public-keys".to_owned(),
+            self.public_keys.clone(),
         ];
         args.extend(self.redis.flags());
         args.extend([
@@ -175,6 +195,7 @@ impl Routers {
     /// binary on its Redis, and the changes to that server their clients
     /// will time.
     pub async fn of_first_server(
+        client: &kube::Client,
         group: &Group,
         population: &Population,
         count: usize,
@@ -189,6 +210,7 @@ impl Routers {
             redis: group.redis.clone(),
             credentials: router_credentials(served).await?,
             logs: group.logs.clone(),
+            public_keys: public_keys(client, served).await?,
         };
         Ok((
             Self::start(fleet, count).await?,

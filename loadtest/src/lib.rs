@@ -198,7 +198,8 @@ async fn churn_with_routers(
     population: &Population,
 ) -> anyhow::Result<Churned> {
     let (routers, serving) =
-        Routers::of_first_server(group, population, config.traffic.routers).await?;
+        Routers::of_first_server(&observer.client, group, population, config.traffic.routers)
+            .await?;
     let churning = churn::run(
         observer,
         &group.redis,

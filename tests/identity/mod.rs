@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::wait::conditions;
 use mcp_operator_api::{MCPServer, MCPTool};
+use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use mcp_operator_catalog::{ServerId, acl, keys};
 use mcp_operator_controller::password_sha256 as template_hash;
 use mcp_operator_store::{Password, RedisArgs};
@@ -370,9 +371,12 @@ pub async fn routers_work_with_their_own_user(redis: Redis) {
     one_tool_server(&env, "s").await;
     let credentials = secret_credentials(&env, "s").await;
     wait_auth_everywhere(redis, &credentials).await;
+    // The keys the operator signs with, as the routers' Deployment has them.
+    let public_keys = env.router_keys_value("s").await;
     let own = [
         ("MCP_REDIS_USERNAME", credentials.username.as_str()),
         ("MCP_REDIS_PASSWORD", credentials.password.as_str()),
+        (PUBLIC_KEYS_ENV, public_keys.as_str()),
     ];
     let id = env.server_id("s");
     // Ready means the catalog was read with these credentials.

@@ -12,6 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
 import redis.cluster
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# The backend's Service name: routers accept only backends in their own
+# namespace (mcp-tests); run.py points this name at the local backend.
+BACKEND_HOST = "backend.mcp-tests.svc"
 
 # A 1x1 red PNG and a silent 1-sample WAV.
 PNG = base64.b64decode(
@@ -59,7 +65,7 @@ def start_backend():
     """Serves the backend on a free port in a thread; returns its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    return f"http://{BACKEND_HOST}:{server.server_address[1]}"
 
 
 def _source(kind, name):
@@ -177,12 +183,35 @@ def redis_client(kind, urls):
     return redis.cluster.RedisCluster.from_url(first, **credentials)
 
 
+class Signer:
+    """The operator's part: an Ed25519 key that signs catalogs as
+    docs/catalog.md describes (key id: the first 8 bytes of the SHA-256 of
+    the public key, hex; the signature covers exactly the embedded
+    `published` bytes)."""
+
+    def __init__(self):
+        self.key = Ed25519PrivateKey.generate()
+        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.kid = hashlib.sha256(raw).hexdigest()[:16]
+        # What a router's MCP_CATALOG_PUBLIC_KEYS holds.
+        self.public_keys = f"{self.kid}:{base64.b64encode(raw).decode()}"
+
+    def envelope(self, published):
+        signature = base64.b64encode(self.key.sign(published.encode())).decode()
+        head = json.dumps({"kid": self.kid, "signature": signature})
+        return head[:-1] + ', "published": ' + published + "}"
+
+
+SIGNER = Signer()
+
+
 def publish(client, catalog):
-    """Writes the catalog, its version and the invalidation as the
+    """Writes the signed catalog, its version and the invalidation as the
     controller does (keys from crates/catalog/src/keys.rs)."""
     server = f"{catalog['server']['namespace']}/{catalog['server']['name']}"
     # Any string that changes with the content will do as the version.
     version = hashlib.sha256(json.dumps(catalog, sort_keys=True).encode()).hexdigest()[:32]
-    client.set(f"mcp:{{{server}}}:catalog", json.dumps({"version": version, "catalog": catalog}))
+    published = json.dumps({"version": version, "catalog": catalog})
+    client.set(f"mcp:{{{server}}}:catalog", SIGNER.envelope(published))
     client.set(f"mcp:{{{server}}}:version", version)
     client.publish(f"mcp:{{{server}}}:invalidate", json.dumps({"server": catalog["server"], "version": version}))

@@ -38,6 +38,8 @@ class Router:
         env["MCP_SERVER"] = server
         env["MCP_LISTEN"] = f"127.0.0.1:{self.port}"
         env["MCP_REDIS_URL" if redis_kind == "single" else "MCP_REDIS_CLUSTER_URLS"] = redis_urls
+        env["MCP_CATALOG_PUBLIC_KEYS"] = fixture.SIGNER.public_keys
+        env["MCP_RESOLVE"] = f"{fixture.BACKEND_HOST}=127.0.0.1"
         env.setdefault("RUST_LOG", "warn")
         self.process = subprocess.Popen([binary, "router"], env=env)
 

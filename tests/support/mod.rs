@@ -76,6 +76,73 @@ where
         .expect("watching for the condition")
 }
 
+/// A new namespace with a Service `backend`, a tool `tool` of `spec` (its
+/// backend added) labelled `app: x`, and a server `server` selecting it.
+pub async fn one_tool_namespace(
+    client: &Client,
+    prefix: &str,
+    mut spec: serde_json::Value,
+) -> String {
+    let ns = namespace(client, prefix).await;
+    apply::<k8s_openapi::api::core::v1::Service>(
+        client,
+        &ns,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]},
+        }),
+    )
+    .await;
+    spec["backend"] = serde_json::json!({"service": {"name": "backend", "port": 8080}});
+    // Unparsed: the spec may be one this client cannot read back.
+    apply_unparsed::<mcp_operator_api::MCPTool>(
+        client,
+        &ns,
+        serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+            "metadata": {"name": "tool", "labels": {"app": "x"}}, "spec": spec,
+        }),
+    )
+    .await;
+    apply::<mcp_operator_api::MCPServer>(
+        client,
+        &ns,
+        serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": "server"},
+            "spec": {"toolSelector": {"matchLabels": {"app": "x"}}},
+        }),
+    )
+    .await;
+    ns
+}
+
+/// `{"a": {"a": … 1 …}}`, `depth` objects deep, built without a parser
+/// (serde_json parses at most 128 levels).
+pub fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(
+        serde_json::json!(1),
+        |inner, _| serde_json::json!({"a": inner}),
+    )
+}
+
+/// Creates or replaces an object by server-side apply without parsing the
+/// apiserver's answer: for objects this client could not read back.
+pub async fn apply_unparsed<K>(client: &Client, namespace: &str, object: serde_json::Value)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    let name = object["metadata"]["name"].as_str().expect("a named object");
+    let request = kube::core::Request::new(K::url_path(&(), Some(namespace)))
+        .patch(
+            name,
+            &PatchParams::apply("mcp-operator-tests").force(),
+            &Patch::Apply(&object),
+        )
+        .expect("a patch request");
+    client.request_text(request).await.expect("apply");
+}
+
 /// Creates or replaces, by server-side apply, an object given as JSON.
 pub async fn apply<K>(client: &Client, namespace: &str, object: serde_json::Value) -> K
 where

@@ -125,6 +125,12 @@ up() {
     sed -E 's#^https?://([^:/]+).*#\1#' | sort -u)
   local resolve=()
   for host in $hosts; do resolve+=(--resolve "$host=$backend_address"); done
+  # The keys the routers verify the catalog with, from the Deployment the
+  # operator made for them, as a router pod gets them.
+  local public_keys
+  public_keys=$("$kubectl" get -n "$namespace" deployment "$server" \
+    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MCP_CATALOG_PUBLIC_KEYS")].value}')
+  [ -n "$public_keys" ] || fail "the router Deployment has no MCP_CATALOG_PUBLIC_KEYS"
   # The routers' own Redis user (it reaches only this server's keys), from
   # the Secret the operator wrote, as the kubelet would pass it.
   local secret="$server-router-redis" redis_username redis_password
@@ -136,6 +142,7 @@ up() {
       --server "$namespace/$server" \
       --listen "127.0.0.1:$port" \
       --redis-url "$MCP_REDIS_URL" \
+      --catalog-public-keys "$public_keys" \
       "${resolve[@]}"
   done
   for port in "${router_ports[@]}"; do wait_http "http://127.0.0.1:$port/readyz" "router-$port"; done

@@ -17,16 +17,34 @@ pub struct ServiceRef {
     pub port: IntOrString,
 }
 
+/// Header names a backend header may not set: the router owns the request's
+/// framing and its target (Host), so a member cannot smuggle a second request
+/// or redirect the call through them.
+pub const RESERVED_HEADERS: [&str; 11] = [
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// One HTTP header sent to the backend with every request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("a header needs exactly one of value or valueFrom"))]
 pub struct BackendHeader {
-    /// Header name.
+    /// Header name; not Host, Content-Length or a hop-by-hop header.
     #[schemars(
         length(min = 1, max = 256),
         regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     )]
+    #[x_kube(validation = Rule::new("!(self.lowerAscii() in ['host', 'content-length', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])").message("a header may not be Host, Content-Length or a hop-by-hop header: the router sets them"))]
     pub name: String,
     /// A literal value, for headers that are not secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +54,9 @@ pub struct BackendHeader {
     pub value_from: Option<HeaderValueSource>,
 }
 
-/// Where a secret header value comes from.
+/// Where a secret header value comes from. Its Secret name and key are
+/// checked by the operator (`InvalidHeader`): a CEL rule on them would
+/// cost more than the apiserver allows, as k8s-openapi bounds neither.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderValueSource {
@@ -66,7 +86,7 @@ pub struct Backend {
     pub retries: u32,
     /// Headers sent with every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub headers: Vec<BackendHeader>,
 }
 

@@ -18,7 +18,10 @@ pub mod tool;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use backend::{Backend, BackendHeader, HeaderValueSource, HttpMethod, ServiceRef, ToolBackend};
+pub use backend::{
+    Backend, BackendHeader, HeaderValueSource, HttpMethod, RESERVED_HEADERS, ServiceRef,
+    ToolBackend,
+};
 pub use prompt::{MCPPrompt, MCPPromptSpec, MCPPromptStatus, PromptArgument, PromptMessage, Role};
 pub use resource::{MCPResource, MCPResourceSpec, MCPResourceStatus};
 pub use server::{

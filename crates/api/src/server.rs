@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// An MCP server assembled from the MCPTools, MCPPrompts and MCPResources
 /// of its namespace that its selectors match.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "kubemcp.io",
     version = "v1alpha1",
@@ -44,8 +44,10 @@ pub struct MCPServerSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
-    /// Router image; defaults to the operator's own image.
+    /// Router image; defaults to the operator's own image. Another image
+    /// must match the operator's `--allowed-router-images`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
     /// What the server tells clients at initialize.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,9 +61,21 @@ pub struct MCPServerSpec {
     /// Compute resources of each router container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Extra environment variables of each router container.
+    /// Extra environment variables of each router container. `MCP_*`
+    /// names are the operator's: they configure which catalog, Redis and
+    /// Secrets a router uses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(e, !e.name.startsWith('MCP_'))").message("env may not set MCP_* variables: the operator sets them"))]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub env: Vec<EnvVar>,
+    /// The Secrets of this namespace whose keys the selected members' backend
+    /// headers may send: a member whose header names a Secret not listed here
+    /// is not served (status.excluded, reason SecretNotAllowed). Only the
+    /// keys the served headers name are mounted into the routers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))").message("backendSecrets must be Secret names: lowercase letters, digits, '-' and '.'"))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    pub backend_secrets: Vec<String>,
 }
 
 /// Identity the server reports in the MCP initialize result.
@@ -169,7 +183,7 @@ pub struct ExcludedMember {
     pub kind: String,
     /// The member's metadata.name.
     pub name: String,
-    /// NotReady or NameCollision.
+    /// NotReady, NameCollision or SecretNotAllowed.
     pub reason: String,
     /// One sentence that explains it.
     pub message: String,

@@ -2,11 +2,13 @@
 //!
 //! The controller builds a [`Catalog`] from the tools, prompts and resources
 //! an MCPServer selects and publishes it to Redis under the keys in
-//! [`keys`]; the router reads exactly this type back. Its format and the keys
-//! are documented in `docs/catalog.md`.
+//! [`keys`]; the router reads exactly this type back, signed
+//! ([`signature`]). Its format and the keys are documented in
+//! `docs/catalog.md`.
 
 pub mod acl;
 pub mod keys;
+pub mod signature;
 
 use std::fmt;
 
@@ -168,6 +170,36 @@ impl Catalog {
         self.resources.sort_by(|a, b| a.uri.cmp(&b.uri));
     }
 
+    /// The first endpoint (tool or resource backend) that is not a Service
+    /// of `namespace`, i.e. whose URL is not `http(s)://<service>.<namespace>.svc[:port]/…`
+    /// without credentials. The operator resolves every backend to such a
+    /// URL, so anything else was not written by it, and a router refuses it.
+    pub fn endpoint_outside(&self, namespace: &str) -> Option<&str> {
+        let suffix = format!(".{namespace}.svc");
+        let inside = |raw: &str| {
+            let Ok(url) = url::Url::parse(raw) else {
+                return false;
+            };
+            let service = url
+                .host_str()
+                .and_then(|host| host.strip_suffix(suffix.as_str()));
+            matches!(url.scheme(), "http" | "https")
+                && url.username().is_empty()
+                && url.password().is_none()
+                && service.is_some_and(|s| !s.is_empty() && !s.contains('.'))
+        };
+        let resources = self.resources.iter().filter_map(|r| match &r.content {
+            ResourceContent::Backend(endpoint) => Some(endpoint),
+            ResourceContent::Text(_) | ResourceContent::Blob(_) => None,
+        });
+        self.tools
+            .iter()
+            .map(|t| &t.endpoint)
+            .chain(resources)
+            .map(|e| e.url.as_str())
+            .find(|url| !inside(url))
+    }
+
     /// The [`digest`] of the canonical JSON.
     pub fn version(&self) -> CatalogVersion {
         CatalogVersion(digest(&self.canonical_json()))
@@ -193,6 +225,16 @@ pub fn digest(bytes: &[u8]) -> String {
 pub struct Published {
     pub version: CatalogVersion,
     pub catalog: Catalog,
+}
+
+impl Published {
+    /// `catalog` with its version.
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            version: catalog.version(),
+            catalog,
+        }
+    }
 }
 
 /// The message on a server's invalidation channel. `version: None` is a

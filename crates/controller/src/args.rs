@@ -19,6 +19,19 @@ pub struct ControllerArgs {
     #[arg(long, env = "MCP_ROUTER_IMAGE", default_value = concat!("ghcr.io/kubemcp/mcp-operator:", env!("CARGO_PKG_VERSION")))]
     pub router_image: String,
 
+    /// Other images an MCPServer's spec.image may name, as comma-separated
+    /// globs (`*` matches any run of characters, `/` and `:` included, so
+    /// `registry.corp/mcp/*` allows every image below that path). The
+    /// --router-image is always allowed; with none given, only it is.
+    #[arg(long, env = "MCP_ALLOWED_ROUTER_IMAGES", value_delimiter = ',')]
+    pub allowed_router_images: Vec<String>,
+
+    /// Largest catalog published, in bytes of JSON. A server whose catalog
+    /// is larger says so (CatalogPublished=False, CatalogTooLarge) and its
+    /// routers keep serving the last one published.
+    #[arg(long, env = "MCP_MAX_CATALOG_BYTES", default_value_t = 8 << 20)]
+    pub max_catalog_bytes: usize,
+
     /// Redis URL routers use, when it differs from the operator's own
     /// (--redis-url); routers in another network need another address.
     #[arg(long, env = "MCP_ROUTER_REDIS_URL")]
@@ -64,10 +77,29 @@ pub struct ControllerArgs {
 
     /// How often each held server's catalog in Redis is compared with its
     /// status, to publish again what Redis lost (a Cluster failover, a
-    /// restart without persistence). One GET per server per interval;
-    /// 0s turns the audit off.
+    /// restart without persistence) or that someone else rewrote: its
+    /// version, and a SHA-1 of the stored document that Redis computes, so
+    /// one small script call per server per interval; 0s turns the audit
+    /// off.
     #[arg(long, env = "MCP_CATALOG_AUDIT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub catalog_audit_interval: Duration,
+
+    /// The Secret, in the operator's namespace (POD_NAMESPACE), holding the
+    /// Ed25519 key that signs every catalog: `current`, and optionally
+    /// `previous`, which routers also trust during a rotation. The first
+    /// replica that finds none creates it with a new key.
+    #[arg(
+        long,
+        env = "MCP_CATALOG_SIGNING_SECRET",
+        default_value = "mcp-operator-catalog-signing"
+    )]
+    pub catalog_signing_secret: String,
+    /// Reconcile only objects in namespaces whose labels match this label
+    /// selector (e.g. `kubemcp.io/enabled=true`, as the confined install
+    /// sets it); all namespaces when unset. Namespaces are watched, so a
+    /// label change takes effect without a restart.
+    #[arg(long, env = "MCP_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
 
     #[command(flatten)]
     pub sharding: ShardingArgs,

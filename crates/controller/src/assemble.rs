@@ -1,6 +1,8 @@
 //! Assembling an MCPServer's catalog from the members it selects: only
-//! members Ready for their current generation are served, and of members
-//! that share a catalog key the one whose object name sorts first wins.
+//! members Ready for their current generation, whose backend headers read
+//! only Secrets the server lists in `spec.backendSecrets`, are served, and
+//! of members that share a catalog key the one whose object name sorts
+//! first wins.
 //! Everything left out is listed, with the reason, for the server's status.
 
 use std::collections::BTreeMap;
@@ -48,7 +50,8 @@ const DEFAULT_SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn assemble(server: &MCPServer, selection: &Selection) -> Assembly {
     let mut excluded = Vec::new();
-    let tools = served(&selection.tools, &mut excluded)
+    let secrets = &server.spec.backend_secrets;
+    let tools = served(&selection.tools, secrets, &mut excluded)
         .into_iter()
         .filter_map(|tool| {
             let url = tool.resolved_endpoint()?.to_owned();
@@ -65,7 +68,7 @@ pub fn assemble(server: &MCPServer, selection: &Selection) -> Assembly {
             })
         })
         .collect();
-    let prompts = served(&selection.prompts, &mut excluded)
+    let prompts = served(&selection.prompts, secrets, &mut excluded)
         .into_iter()
         .map(|prompt| Prompt {
             name: prompt.catalog_key(),
@@ -76,7 +79,7 @@ pub fn assemble(server: &MCPServer, selection: &Selection) -> Assembly {
             source: source(&*prompt),
         })
         .collect();
-    let resources = served(&selection.resources, &mut excluded)
+    let resources = served(&selection.resources, secrets, &mut excluded)
         .into_iter()
         .filter_map(|resource| {
             let spec = &resource.spec;
@@ -119,9 +122,14 @@ pub fn assemble(server: &MCPServer, selection: &Selection) -> Assembly {
     Assembly { catalog, excluded }
 }
 
-/// The members to serve: Ready ones, one per catalog key (the first by
-/// object name; `members` is sorted by it). The rest go to `excluded`.
-fn served<M: Member>(members: &[Arc<M>], excluded: &mut Vec<ExcludedMember>) -> Vec<Arc<M>> {
+/// The members to serve: Ready ones whose Secrets the server allows, one
+/// per catalog key (the first by object name; `members` is sorted by it).
+/// The rest go to `excluded`.
+fn served<M: Member>(
+    members: &[Arc<M>],
+    allowed_secrets: &[String],
+    excluded: &mut Vec<ExcludedMember>,
+) -> Vec<Arc<M>> {
     let mut winners: BTreeMap<String, Arc<M>> = BTreeMap::new();
     for member in members {
         let generation = member.meta().generation;
@@ -138,6 +146,19 @@ fn served<M: Member>(members: &[Arc<M>], excluded: &mut Vec<ExcludedMember>) -> 
                 &**member,
                 "NotReady",
                 format!("Not Ready ({why})."),
+            ));
+            continue;
+        }
+        if let Some((header, secret)) = member
+            .backend()
+            .and_then(|backend| secret_not_allowed(backend, allowed_secrets))
+        {
+            excluded.push(exclusion(
+                &**member,
+                "SecretNotAllowed",
+                format!(
+                    "Its backend header '{header}' reads Secret '{secret}', which the server's spec.backendSecrets does not list."
+                ),
             ));
             continue;
         }
@@ -158,6 +179,15 @@ fn served<M: Member>(members: &[Arc<M>], excluded: &mut Vec<ExcludedMember>) -> 
         }
     }
     winners.into_values().collect()
+}
+
+/// The first header of `backend` that reads a Secret not in `allowed`, and
+/// that Secret.
+fn secret_not_allowed<'a>(backend: &'a Backend, allowed: &[String]) -> Option<(&'a str, &'a str)> {
+    backend.headers.iter().find_map(|header| {
+        let secret = &header.value_from.as_ref()?.secret_key_ref.name;
+        (!allowed.contains(secret)).then_some((header.name.as_str(), secret.as_str()))
+    })
 }
 
 fn exclusion<M: Member>(member: &M, reason: &str, message: String) -> ExcludedMember {
@@ -234,5 +264,59 @@ mod tests {
             resources: vec![],
         };
         assert_eq!(selection.unchecked(), 2);
+    }
+
+    /// A Ready, resolved tool whose one header reads `secret`, if any.
+    fn served_tool(name: &str, secret: Option<&str>) -> Arc<MCPTool> {
+        let headers: Vec<serde_json::Value> = secret
+            .map(|s| serde_json::json!({"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": s, "key": "token"}}}))
+            .into_iter()
+            .collect();
+        let tool = serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPTool",
+            "metadata": {"name": name, "namespace": "n", "generation": 1},
+            "spec": {"inputSchema": {"type": "object"},
+                     "backend": {"service": {"name": "b", "port": 80}, "headers": headers}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                "lastTransitionTime": "2026-11-26T00:00:00Z", "observedGeneration": 1}],
+                "resolvedEndpoint": "http://b.n.svc:80/"},
+        });
+        Arc::new(serde_json::from_value(tool).expect("an MCPTool"))
+    }
+
+    #[test]
+    fn members_reading_secrets_the_server_does_not_list_are_not_served() {
+        let server: MCPServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": "s", "namespace": "n"},
+            "spec": {"toolSelector": {}, "backendSecrets": ["weather-token"]},
+        }))
+        .expect("an MCPServer");
+        let selection = Selection {
+            tools: vec![
+                served_tool("a", Some("weather-token")),
+                served_tool("b", Some("payments-token")),
+                served_tool("c", None),
+            ],
+            prompts: vec![],
+            resources: vec![],
+        };
+        let assembly = assemble(&server, &selection);
+        let names: Vec<_> = assembly
+            .catalog
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(
+            assembly.excluded,
+            [ExcludedMember {
+                kind: "MCPTool".into(),
+                name: "b".into(),
+                reason: "SecretNotAllowed".into(),
+                message: "Its backend header 'Authorization' reads Secret 'payments-token', which the server's spec.backendSecrets does not list.".into(),
+            }]
+        );
     }
 }

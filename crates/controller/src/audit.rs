@@ -2,13 +2,20 @@
 //! failover promotes a replica the last writes had not reached yet, and a
 //! node restarted without persistence comes back empty. The operator
 //! publishes a server's catalog only when something about the server
-//! changes, so nothing else would notice. Every interval, the audit
-//! compares each held server's version key with the version its status
-//! records and reconciles the servers whose catalog is missing or differs;
-//! the reconcile publishes it again (the publish script compares against
-//! what Redis holds, not against status).
+//! changes, so nothing else would notice. And anyone who can write to
+//! Redis can rewrite a document while keeping its version; routers refuse
+//! it (its signature fails), but new router pods would then have nothing to
+//! serve. Every interval, the audit compares each held server's version key
+//! with the version its status records, and a SHA-1 of the stored document
+//! (computed by Redis, so the document does not cross the network) with
+//! that of the document this replica last published for it; it reconciles
+//! the servers whose catalog is missing or differs, and the reconcile
+//! publishes it again (the publish script compares against what Redis
+//! holds, not against status). Signatures are deterministic, so an
+//! unchanged catalog is always the same document.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,9 +23,9 @@ use futures::future::BoxFuture;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use mcp_operator_api::MCPServer;
-use mcp_operator_catalog::keys;
+use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_store::{Store, StoreError};
-use redis::AsyncCommands;
+use redis::Script;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -26,8 +33,49 @@ use crate::context::Context;
 use crate::lease::Ownership;
 use crate::membership::server_id;
 
-/// Version keys read at once by one audit pass.
+/// Servers read at once by one audit pass.
 const CONCURRENCY: usize = 8;
+
+/// KEYS: catalog, version. Returns the version and the SHA-1 (hex) of the
+/// stored document, each nil when missing.
+static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local stored = redis.call('GET', KEYS[1])
+        return {redis.call('GET', KEYS[2]), stored and redis.sha1hex(stored)}",
+    )
+});
+
+/// The SHA-1 of each document this replica last published (or found
+/// already current), by server: what the audit expects Redis to hold.
+#[derive(Default)]
+pub struct Expected(Mutex<HashMap<ServerId, String>>);
+
+impl Expected {
+    pub fn record(&self, server: &ServerId, stored: &str) {
+        self.lock().insert(server.clone(), sha1_hex(stored));
+    }
+
+    pub fn forget(&self, server: &ServerId) {
+        self.lock().remove(server);
+    }
+
+    fn get(&self, server: &ServerId) -> Option<String> {
+        self.lock().get(server).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ServerId, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What Redis's `redis.sha1hex` returns for `value`.
+fn sha1_hex(value: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, value.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Why an audited server is reconciled again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +84,9 @@ enum Drift {
     Missing,
     /// Redis holds another version than the server's status.
     Differs,
+    /// Redis holds the right version, but not the document this replica
+    /// published: it was rewritten behind the operator's back.
+    Content,
 }
 
 impl Drift {
@@ -43,6 +94,7 @@ impl Drift {
         match self {
             Drift::Missing => "missing",
             Drift::Differs => "differs",
+            Drift::Content => "content",
         }
     }
 }
@@ -96,9 +148,9 @@ pub fn held(ctx: &Context) -> impl Iterator<Item = Arc<MCPServer>> + '_ {
         .into_iter()
         .filter(|server| server.meta().deletion_timestamp.is_none())
         .filter(|server| {
-            server
-                .namespace()
-                .is_some_and(|ns| matches!(ctx.shards.ownership(&ns), Ownership::Held(_)))
+            server.namespace().is_some_and(|ns| {
+                matches!(ctx.shards.ownership(&ns), Ownership::Held(_)) && ctx.scope.includes(&ns)
+            })
         })
 }
 
@@ -114,7 +166,9 @@ async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
     let checked = audited.len();
     let drifts: Vec<_> = futures::stream::iter(audited)
         .map(|(server, version)| async move {
-            let drift = drift(&ctx.redis, &server, &version).await;
+            let id = server_id(&server);
+            let expected = ctx.expected.get(&id);
+            let drift = drift(&ctx.redis, &id, &version, expected.as_deref()).await;
             (server, drift)
         })
         .buffer_unordered(CONCURRENCY)
@@ -141,14 +195,64 @@ async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
 
 async fn drift(
     store: &Store,
-    server: &MCPServer,
+    server: &ServerId,
     recorded: &str,
+    expected: Option<&str>,
 ) -> Result<Option<Drift>, StoreError> {
     let mut conn = store.get().await?;
-    let current: Option<String> = conn.get(keys::version(&server_id(server))).await?;
-    Ok(match current {
-        None => Some(Drift::Missing),
-        Some(current) if current != recorded => Some(Drift::Differs),
-        Some(_) => None,
-    })
+    let mut invocation = READ.prepare_invoke();
+    invocation
+        .key(keys::catalog(server))
+        .key(keys::version(server));
+    let (version, digest): (Option<String>, Option<String>) =
+        invocation.invoke_async(&mut conn).await?;
+    Ok(classify(
+        version.as_deref(),
+        digest.as_deref(),
+        recorded,
+        expected,
+    ))
+}
+
+/// `expected` is unknown when this replica has not published the server
+/// since it started: then only the version is compared.
+fn classify(
+    version: Option<&str>,
+    digest: Option<&str>,
+    recorded: &str,
+    expected: Option<&str>,
+) -> Option<Drift> {
+    match (version, digest) {
+        (None, _) | (_, None) => Some(Drift::Missing),
+        (Some(version), _) if version != recorded => Some(Drift::Differs),
+        (_, Some(digest)) if expected.is_some_and(|e| e != digest) => Some(Drift::Content),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_told_by_version_then_content() {
+        let stored = "{\"kid\":\"k\"}";
+        let digest = sha1_hex(stored);
+        let d = Some(digest.as_str());
+        assert_eq!(classify(None, d, "v1", d), Some(Drift::Missing));
+        assert_eq!(classify(Some("v1"), None, "v1", d), Some(Drift::Missing));
+        assert_eq!(classify(Some("v0"), d, "v1", d), Some(Drift::Differs));
+        assert_eq!(
+            classify(Some("v1"), Some("other"), "v1", d),
+            Some(Drift::Content)
+        );
+        assert_eq!(classify(Some("v1"), d, "v1", d), None);
+        assert_eq!(classify(Some("v1"), Some("other"), "v1", None), None);
+    }
+
+    #[test]
+    fn the_digest_is_redis_sha1hex() {
+        // redis-cli EVAL "return redis.sha1hex('')" 0
+        assert_eq!(sha1_hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    }
 }

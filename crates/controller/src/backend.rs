@@ -1,5 +1,6 @@
 //! Resolving a backend to a URL: the Service must exist in the member's
-//! namespace and expose the port, by number or by name.
+//! namespace, be one whose traffic stays in the cluster (not ExternalName),
+//! and expose the port, by number or by name.
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,6 +21,16 @@ pub fn resolve(
             format!("Service '{name}' does not exist in namespace '{namespace}'."),
         ));
     };
+    // An ExternalName Service is a DNS alias to any host, in or out of the
+    // cluster: the router would send the namespace's Secret headers there.
+    if service.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("ExternalName") {
+        return Err(Problem::new(
+            "ExternalNameService",
+            format!(
+                "Service '{name}' is of type ExternalName, an alias to another host; a backend must be a Service whose pods run in namespace '{namespace}'."
+            ),
+        ));
+    }
     let ports = service
         .spec
         .as_ref()
@@ -103,5 +114,17 @@ mod tests {
             port.message,
             "Service 'weather' has no port 1; it exposes 8080 (http), 9090."
         );
+    }
+
+    #[test]
+    fn refuses_an_external_name_service() {
+        let mut alias = service();
+        let spec = alias.spec.get_or_insert_default();
+        spec.type_ = Some("ExternalName".into());
+        spec.external_name = Some("weather.team-b.svc.cluster.local".into());
+        let refused = resolve(&backend(IntOrString::Int(8080)), "team-a", Some(&alias))
+            .expect_err("an alias");
+        assert_eq!(refused.reason, "ExternalNameService");
+        assert!(refused.message.contains("'team-a'"), "{}", refused.message);
     }
 }

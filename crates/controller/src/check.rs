@@ -21,6 +21,9 @@ use crate::{backend, status, telemetry};
 #[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
 pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = member.namespace().ok_or(Error::Incomplete("namespace"))?;
+    if !ctx.scope.includes(&namespace) {
+        return Ok(Action::await_change());
+    }
     // Another replica's shard: not this replica's reconcile, nor counted.
     if let Err(wait) = ctx.shards.ownership(&namespace).token() {
         return Ok(wait);

@@ -12,13 +12,16 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
+use mcp_operator_catalog::signature::SigningKey;
 use mcp_operator_store::Store as Redis;
 
+use crate::audit::Expected;
 use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
 use crate::identity::Identities;
 use crate::lease::Shards;
 use crate::membership::Membership;
+use crate::scope::Scope;
 use crate::workload::RouterSettings;
 
 /// A namespaced Kubernetes object the operator reads and writes.
@@ -60,8 +63,13 @@ pub struct Context {
     pub deferrals: Deferrals,
     pub backoff: Backoff,
     pub router: RouterSettings,
+    /// Signs every catalog published.
+    pub signing: SigningKey,
+    /// What this replica last published per server, for the audit.
+    pub expected: Expected,
     pub identities: Identities,
     pub shards: Arc<Shards>,
+    pub scope: Scope,
 }
 
 impl Context {
@@ -70,8 +78,9 @@ impl Context {
         redis: Redis,
         stores: Stores,
         router: RouterSettings,
-        identities: Identities,
+        trust: Trust,
         shards: Arc<Shards>,
+        scope: Scope,
     ) -> Self {
         let reporter = kube::runtime::events::Reporter {
             controller: FIELD_MANAGER.to_owned(),
@@ -94,14 +103,24 @@ impl Context {
             deferrals: Deferrals::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
-            identities,
+            signing: trust.signing,
+            expected: Expected::default(),
+            identities: trust.identities,
             shards,
+            scope,
         }
     }
 
     pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What makes a server's routers trust only their own: the key that signs
+/// their catalogs, and their Redis users.
+pub struct Trust {
+    pub signing: SigningKey,
+    pub identities: Identities,
 }
 
 /// The in-memory stores the reconcilers read.

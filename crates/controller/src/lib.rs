@@ -21,6 +21,7 @@ mod backend;
 mod backoff;
 mod batch;
 mod check;
+mod client;
 mod conditions;
 mod context;
 mod credentials;
@@ -29,12 +30,17 @@ mod drift;
 mod error;
 mod http;
 mod identity;
+mod image;
 mod lease;
 mod member;
 mod membership;
+mod nesting;
+mod ownership;
 mod publish;
+mod scope;
 mod server;
 mod shard;
+mod signing;
 mod status;
 mod telemetry;
 mod validate;
@@ -60,15 +66,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use acl::canonical as canonical_acl_user;
 pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
+pub use error::Error;
 pub use identity::{PASSWORD_ANNOTATION, password_sha256};
-pub use shard::{ShardId, shard_of};
+pub use publish::{Outcome, Receipt, publish};
+pub use shard::{FencingToken, ShardId, shard_of};
+pub use signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
-use context::{Context, Stores};
-use error::Error;
+use context::{Context, Stores, Trust};
+use image::ImagePolicy;
 use lease::{ElectionConfig, Shards};
 use member::Member;
+use scope::Scope;
 use watch::Deletions::{Include, Skip};
 use workload::RouterSettings;
 
@@ -85,8 +95,15 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     if let Some(url) = &args.router_redis_url {
         args.redis.connection_info(url)?;
     }
-    let client = Client::try_default().await?;
+    let client = client::infer().await?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
+    let keys = signing::load_or_create(
+        client.clone(),
+        &sharding.lease_namespace,
+        &args.catalog_signing_secret,
+    )
+    .await?;
+    let router = router_settings(&args, &keys)?;
     let shards = Arc::new(Shards::new(ElectionConfig {
         shards: sharding.shards,
         namespace: sharding.lease_namespace.clone(),
@@ -104,6 +121,14 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
 
     // One watch per kind, shared by the controllers that need its events.
     let mut filled = Vec::new();
+    let scope = match &args.namespace_selector {
+        Some(selector) => {
+            let (scope, scope_filled) = Scope::selected(&client, selector).await?;
+            filled.push(scope_filled);
+            scope
+        }
+        None => Scope::all(),
+    };
     let all = watcher::Config::default;
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
     let (tools, [tool_events, tool_servers]) =
@@ -163,14 +188,18 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             ingresses,
             budgets,
         },
-        router_settings(&args),
-        identity::Identities::new(
-            args.router_redis_credentials,
-            &args.redis,
-            args.router_redis_username.clone(),
-            args.router_redis_password.clone(),
-        ),
+        router,
+        Trust {
+            signing: keys.signing,
+            identities: identity::Identities::new(
+                args.router_redis_credentials,
+                &args.redis,
+                args.router_redis_username.clone(),
+                args.router_redis_password.clone(),
+            ),
+        },
         shards.clone(),
+        scope,
     ));
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -224,6 +253,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     let servers = servers
         .reconcile_on(batch::coalesce(member_triggers, window))
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
+        .reconcile_on(on_namespace_entered(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
         .reconcile_on(identity::checked(&ctx, args.catalog_audit_interval))
         .reconcile_on(identity::nodes_checked(&ctx, args.catalog_audit_interval))
@@ -335,24 +365,55 @@ fn on_shard_gained<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
     ctx: &Arc<Context>,
     objects: fn(&Context) -> Vec<Arc<K>>,
 ) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>> {
+    on_each(
+        ctx,
+        ctx.shards.gained(),
+        objects,
+        |ctx, shard, namespace| shard_of(namespace, ctx.shards.shard_count()) == *shard,
+    )
+}
+
+/// Every object, in a shard this replica holds, of a namespace that just
+/// came to match `--namespace-selector`.
+fn on_namespace_entered<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static>(
+    ctx: &Arc<Context>,
+    objects: fn(&Context) -> Vec<Arc<K>>,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>> {
+    on_each(
+        ctx,
+        ctx.scope.entered(),
+        objects,
+        |ctx, entered, namespace| namespace == entered && ctx.shards.holds(namespace),
+    )
+}
+
+/// For each message of `events`, the objects (by namespace) it concerns.
+fn on_each<K, T>(
+    ctx: &Arc<Context>,
+    mut events: tokio::sync::broadcast::Receiver<T>,
+    objects: fn(&Context) -> Vec<Arc<K>>,
+    concerns: fn(&Context, &T, &str) -> bool,
+) -> tokio_stream::wrappers::UnboundedReceiverStream<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+    T: Clone + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut gained = ctx.shards.gained();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         loop {
-            let shard = match gained.recv().await {
-                Ok(shard) => shard,
+            let event = match events.recv().await {
+                Ok(event) => event,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
-            let count = ctx.shards.shard_count();
             for object in objects(&ctx) {
-                let in_shard = object
+                let concerned = object
                     .meta()
                     .namespace
                     .as_deref()
-                    .is_some_and(|ns| shard_of(ns, count) == shard);
-                if in_shard && tx.send(ObjectRef::from_obj(&*object)).is_err() {
+                    .is_some_and(|ns| concerns(&ctx, &event, ns));
+                if concerned && tx.send(ObjectRef::from_obj(&*object)).is_err() {
                     return;
                 }
             }
@@ -384,7 +445,10 @@ where
     (watched.store, streams)
 }
 
-fn router_settings(args: &ControllerArgs) -> RouterSettings {
+fn router_settings(
+    args: &ControllerArgs,
+    keys: &signing::CatalogKeys,
+) -> anyhow::Result<RouterSettings> {
     let env = |name: &str, value: String| EnvVar {
         name: name.to_owned(),
         value: Some(value),
@@ -397,10 +461,14 @@ fn router_settings(args: &ControllerArgs) -> RouterSettings {
             args.redis.redis_cluster_urls.join(","),
         )],
     };
-    RouterSettings {
-        image: args.router_image.clone(),
+    let images = ImagePolicy::new(args.router_image.clone(), &args.allowed_router_images)
+        .map_err(|error| anyhow::anyhow!("--allowed-router-images: {error}"))?;
+    Ok(RouterSettings {
+        images,
+        max_catalog_bytes: args.max_catalog_bytes,
         redis_env,
-    }
+        catalog_public_keys: keys.public_keys_value(),
+    })
 }
 
 /// The servers each member event concerns, for members of the shards this
@@ -416,7 +484,7 @@ fn servers_of<M: Member + Send + 'static>(
             let ctx = ctx.clone();
             move |member| {
                 let namespace = member.meta().namespace.as_deref().unwrap_or_default();
-                std::future::ready(ctx.shards.holds(namespace))
+                std::future::ready(ctx.shards.holds(namespace) && ctx.scope.includes(namespace))
             }
         })
         .flat_map(move |member| {
@@ -466,6 +534,7 @@ where
     };
     controller
         .reconcile_on(on_shard_gained(ctx, members))
+        .reconcile_on(on_namespace_entered(ctx, members))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(check::reconcile::<M>, error_policy, ctx.clone())

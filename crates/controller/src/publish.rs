@@ -2,13 +2,18 @@
 //! server's keys (one hash tag, so one cluster slot). The script first
 //! checks the fence: a write whose fencing token is lower than the highest
 //! accepted for the server's shard is refused, so an ex-holder of the shard
-//! can never overwrite newer state. It then compares versions, and writes
-//! and publishes the invalidation atomically, so a reconcile that changes
-//! nothing writes and publishes nothing, and routers never see a version
-//! without its catalog.
+//! can never overwrite newer state. It then compares the stored document
+//! (signed, crates/catalog/src/signature.rs) and version with the new ones,
+//! and writes and publishes the invalidation atomically, so a reconcile
+//! that changes nothing writes and publishes nothing, a document someone
+//! else rewrote is put back, and routers never see a version without its
+//! catalog.
+//!
+//! The load test and the router tests publish through [`publish`] too.
 
 use std::sync::LazyLock;
 
+use mcp_operator_catalog::signature::SigningKey;
 use mcp_operator_catalog::{Invalidation, Published, ServerId, keys};
 use mcp_operator_store::Store;
 use redis::{Script, ScriptInvocation};
@@ -29,14 +34,14 @@ if fence[1] ~= ARGV[1] or fence[2] ~= ARGV[2] or fence[3] ~= ARGV[3] or fence[4]
 end
 ";
 
-/// KEYS: catalog, version, fence. ARGV: token (4), version, published JSON,
-/// channel, invalidation JSON. Returns 1 written, 0 already current, -1
-/// fenced.
+/// KEYS: catalog, version, fence. ARGV: token (4), version, signed
+/// document, channel, invalidation JSON. Returns 1 written, 0 already
+/// current, -1 fenced.
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{FENCE}
         redis.call('PERSIST', KEYS[3])
-        if redis.call('GET', KEYS[2]) == ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
+        if redis.call('GET', KEYS[2]) == ARGV[5] and redis.call('GET', KEYS[1]) == ARGV[6] then
           return 0
         end
         redis.call('SET', KEYS[1], ARGV[6])
@@ -113,12 +118,25 @@ async fn invoke(
     Ok(result)
 }
 
-/// Writes `published` unless Redis already holds its version.
+/// What a publish did, and the document Redis holds after it.
+#[derive(Debug)]
+pub struct Receipt {
+    pub outcome: Outcome,
+    pub stored: String,
+}
+
+/// Signs `published` with `key` and writes it unless Redis already holds
+/// exactly that document.
 pub async fn publish(
     store: &Store,
     published: &Published,
+    key: &SigningKey,
     token: &FencingToken,
-) -> Result<Outcome, Error> {
+) -> Result<Receipt, Error> {
+    let stored = key.sign(published).map_err(|source| Error::Build {
+        what: "catalog",
+        source,
+    })?;
     let server = &published.catalog.server;
     let invalidation = Invalidation {
         server: server.clone(),
@@ -127,15 +145,16 @@ pub async fn publish(
     let mut invocation = fenced(&PUBLISH, server, token);
     invocation
         .arg(&published.version.0)
-        .arg(to_json("catalog", published)?)
+        .arg(&stored)
         .arg(keys::channel(server))
         .arg(to_json("invalidation", &invalidation)?);
     let written = invoke(store, &invocation, token).await?;
-    Ok(if written == 1 {
+    let outcome = if written == 1 {
         Outcome::Written
     } else {
         Outcome::Unchanged
-    })
+    };
+    Ok(Receipt { outcome, stored })
 }
 
 /// Removes a deleted server's catalog and publishes its tombstone.
@@ -198,10 +217,7 @@ mod tests {
             prompts: vec![],
             resources: vec![],
         };
-        Published {
-            version: catalog.version(),
-            catalog,
-        }
+        Published::new(catalog)
     }
 
     fn token(token: i64, holder: &str) -> FencingToken {
@@ -213,28 +229,36 @@ mod tests {
         }
     }
 
+    fn key() -> SigningKey {
+        SigningKey::from_pkcs8(&SigningKey::generate().expect("a key")).expect("a key")
+    }
+
+    async fn outcome(
+        store: &Store,
+        published: &Published,
+        key: &SigningKey,
+        token: &FencingToken,
+    ) -> Result<Outcome, Error> {
+        publish(store, published, key, token)
+            .await
+            .map(|receipt| receipt.outcome)
+    }
+
     /// The fence, on a single node and on the cluster: a newer holder's
     /// write stands against everything the older one tries afterwards.
     async fn fence(cluster: bool) {
         let store = store(cluster);
+        let key = &key();
         let server = ServerId {
             namespace: format!("fence-{}", rand::random::<u32>()),
             name: "s".into(),
         };
         let (old, new) = (token(4, "old"), token(5, "new"));
-        assert_eq!(
-            publish(&store, &published(&server, "a"), &old)
-                .await
-                .expect("first"),
-            Outcome::Written
-        );
-        assert_eq!(
-            publish(&store, &published(&server, "b"), &new)
-                .await
-                .expect("newer"),
-            Outcome::Written
-        );
-        let stale = publish(&store, &published(&server, "c"), &old).await;
+        let first = outcome(&store, &published(&server, "a"), key, &old).await;
+        assert_eq!(first.expect("first"), Outcome::Written);
+        let newer = outcome(&store, &published(&server, "b"), key, &new).await;
+        assert_eq!(newer.expect("newer"), Outcome::Written);
+        let stale = outcome(&store, &published(&server, "c"), key, &old).await;
         assert!(matches!(stale, Err(Error::Fenced(ShardId(3)))), "{stale:?}");
         let stale_delete = remove(&store, &server, &old).await;
         assert!(
@@ -242,13 +266,48 @@ mod tests {
             "{stale_delete:?}"
         );
         // The newer holder's content is still there, unchanged.
-        assert_eq!(
-            publish(&store, &published(&server, "b"), &new)
-                .await
-                .expect("same"),
-            Outcome::Unchanged
-        );
+        let same = outcome(&store, &published(&server, "b"), key, &new).await;
+        assert_eq!(same.expect("same"), Outcome::Unchanged);
         assert!(remove(&store, &server, &new).await.expect("removed"));
+    }
+
+    /// A document rewritten behind the operator's back, version kept, is
+    /// not "already current": the next publish puts the signed one back.
+    async fn rewritten(cluster: bool) {
+        let store = store(cluster);
+        let key = &key();
+        let server = ServerId {
+            namespace: format!("rewritten-{}", rand::random::<u32>()),
+            name: "s".into(),
+        };
+        let token = token(1, "only");
+        let catalog = published(&server, "a");
+        let receipt = publish(&store, &catalog, key, &token).await.expect("first");
+        let mut conn = store.get().await.expect("a connection");
+        let forged = receipt
+            .stored
+            .replace("\"name\":\"a\"", "\"name\":\"forged\"");
+        assert_ne!(forged, receipt.stored);
+        let () = redis::AsyncCommands::set(&mut conn, keys::catalog(&server), &forged)
+            .await
+            .expect("SET");
+        let again = publish(&store, &catalog, key, &token).await.expect("again");
+        assert_eq!(again.outcome, Outcome::Written);
+        let stored: String = redis::AsyncCommands::get(&mut conn, keys::catalog(&server))
+            .await
+            .expect("GET");
+        assert_eq!(stored, receipt.stored);
+        assert!(remove(&store, &server, &token).await.expect("removed"));
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_document_is_written_again_on_a_single_node() {
+        rewritten(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_document_is_written_again_on_the_cluster() {
+        rewritten(true).await;
     }
 
     #[tokio::test]

@@ -2,12 +2,13 @@
 //! to Redis → apply the router workload → write status. A finalizer removes
 //! the catalog and publishes a tombstone when the server is deleted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -24,8 +25,10 @@ use crate::drift;
 use crate::error::Error;
 use crate::member::Member;
 use crate::membership::{MemberKey, selected, server_id};
+use crate::ownership::{self, Conflict};
 use crate::publish::{self, Outcome};
 use crate::shard::FencingToken;
+use crate::validate::Problem;
 use crate::workload::{self, Workload};
 use crate::{status, telemetry};
 
@@ -35,9 +38,25 @@ pub const FINALIZER: &str = "kubemcp.io/catalog";
 /// At most this many excluded members are listed in status.
 const MAX_EXCLUDED: usize = 100;
 
+/// The reason of a server whose workload name is taken by another object.
+const NAME_CONFLICT: &str = "NameConflict";
+
+/// How often a server with a [`NAME_CONFLICT`] looks whether the object in
+/// its way is gone.
+const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[tracing::instrument(skip_all, fields(kind = "MCPServer", namespace = server.namespace(), name = %server.name_any()))]
 pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = server.namespace().ok_or(Error::Incomplete("namespace"))?;
+    // Outside --namespace-selector nothing is written, but a server the
+    // operator took on before its namespace left the selection still has
+    // its catalog removed and its finalizer released when it is deleted:
+    // else its deletion (and its namespace's) would wait for ever.
+    let releasing = server.meta().deletion_timestamp.is_some()
+        && server.finalizers().iter().any(|f| f == FINALIZER);
+    if !ctx.scope.includes(&namespace) && !releasing {
+        return Ok(Action::await_change());
+    }
     // Another replica's shard: not this replica's reconcile, nor counted.
     let token = match ctx.shards.ownership(&namespace).token() {
         Ok(token) => token,
@@ -73,14 +92,23 @@ async fn reconcile_with_finalizer(
 }
 
 async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
-    if let Some(problem) = invalid(server) {
-        let desired = [
-            Desired::new(CATALOG_PUBLISHED, false, "InvalidSpec", &problem),
-            Desired::new(READY, false, "InvalidSpec", &problem),
-        ];
-        write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
-        return Ok(Action::await_change());
-    }
+    let image = invalid(server)
+        .map(|message| Problem::new("InvalidSpec", message))
+        .map_or_else(
+            || ctx.router.images.image(server.spec.image.as_deref()),
+            Err,
+        );
+    let image = match image {
+        Ok(image) => image,
+        Err(problem) => {
+            let desired = [
+                Desired::new(CATALOG_PUBLISHED, false, problem.reason, &problem.message),
+                Desired::new(READY, false, problem.reason, &problem.message),
+            ];
+            write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
+            return Ok(Action::await_change());
+        }
+    };
 
     let selection = Selection {
         tools: selected(server, &ctx.tools.state()),
@@ -100,13 +128,31 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     }
     ctx.deferrals.clear(&id);
     let assembly = assemble(server, &selection);
-    let published = Published {
-        version: assembly.catalog.version(),
-        catalog: assembly.catalog,
-    };
-    let outcome = publish::publish(&ctx.redis, &published, token).await?;
-    telemetry::catalog_published(outcome.as_str());
-    if outcome == Outcome::Written {
+    let published = Published::new(assembly.catalog);
+    let size = json_size(&published);
+    if size > ctx.router.max_catalog_bytes {
+        // Routers keep what they serve; the server says why nothing newer.
+        let message = format!(
+            "The catalog is {size} bytes as JSON, over the operator's --max-catalog-bytes of {}; routers keep serving the last catalog published. Select fewer or smaller members.",
+            ctx.router.max_catalog_bytes
+        );
+        let desired = [
+            Desired::new(CATALOG_PUBLISHED, false, "CatalogTooLarge", &message),
+            Desired::new(READY, false, "CatalogTooLarge", &message),
+        ];
+        let mut excluded = assembly.excluded;
+        excluded.truncate(MAX_EXCLUDED);
+        let status = MCPServerStatus {
+            excluded,
+            ..server.status.clone().unwrap_or_default()
+        };
+        write_status(server, ctx, &desired, status).await?;
+        return Ok(Action::await_change());
+    }
+    let receipt = publish::publish(&ctx.redis, &published, &ctx.signing, token).await?;
+    ctx.expected.record(&id, &receipt.stored);
+    telemetry::catalog_published(receipt.outcome.as_str());
+    if receipt.outcome == Outcome::Written {
         tracing::info!(version = %published.version, "published the catalog");
     }
 
@@ -114,15 +160,24 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         .controller_owner_ref(&())
         .ok_or(Error::Incomplete("uid"))?;
     let identity = ctx.identities.secret(ctx, server, &owner).await?;
-    let workload = workload::build(server, &owner, &ctx.router, &identity, &secrets(&published))
-        .map_err(|source| Error::Build {
-            what: "workload",
-            source,
-        })?;
-    let deployment = apply_workload(server, ctx, workload).await?;
-    // After the Deployment records the password's hash, so that a failure
-    // here is retried with the same password.
-    ctx.identities.user(ctx, server, &identity).await?;
+    let workload = workload::build(
+        server,
+        &owner,
+        &ctx.router,
+        &image,
+        &identity,
+        &secrets(&published),
+    )
+    .map_err(|source| Error::Build {
+        what: "workload",
+        source,
+    })?;
+    let applied = apply_workload(server, ctx, &owner.uid, workload).await?;
+    if matches!(applied, Applied::Workload(_)) {
+        // After the Deployment records the password's hash, so that a
+        // failure here is retried with the same password.
+        ctx.identities.user(ctx, server, &identity).await?;
+    }
 
     let catalog = &published.catalog;
     let (tools, prompts, resources) = (
@@ -141,35 +196,58 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
             assembly.excluded.len()
         );
     }
-    let available = deployment_available(&deployment);
-    let ready_replicas = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    let desired = [
-        Desired::new(CATALOG_PUBLISHED, true, "Published", summary),
-        match &available {
-            Ok(message) => Desired::new(DEPLOYMENT_AVAILABLE, true, "Available", message),
-            Err(message) => Desired::new(DEPLOYMENT_AVAILABLE, false, "Unavailable", message),
-        },
-        match &available {
-            Ok(_) => Desired::new(
-                READY,
-                true,
-                "Ready",
-                "The catalog is published and routers are available.",
-            ),
-            Err(message) => Desired::new(READY, false, "DeploymentUnavailable", message),
-        },
-        ctx.identities.condition(),
-    ];
+    let published_condition = Desired::new(CATALOG_PUBLISHED, true, "Published", summary);
+    let (desired, ready_replicas, next) = match &applied {
+        Applied::Workload(deployment) => {
+            let available = deployment_available(deployment);
+            let ready_replicas = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            let desired = [
+                published_condition,
+                match &available {
+                    Ok(message) => Desired::new(DEPLOYMENT_AVAILABLE, true, "Available", message),
+                    Err(message) => {
+                        Desired::new(DEPLOYMENT_AVAILABLE, false, "Unavailable", message)
+                    }
+                },
+                match &available {
+                    Ok(_) => Desired::new(
+                        READY,
+                        true,
+                        "Ready",
+                        "The catalog is published and routers are available.",
+                    ),
+                    Err(message) => Desired::new(READY, false, "DeploymentUnavailable", message),
+                },
+                ctx.identities.condition(),
+            ];
+            (desired, Some(ready_replicas), Action::await_change())
+        }
+        Applied::Conflict(conflict) => {
+            let message = conflict.message();
+            tracing::info!(kind = %conflict.kind, object = %conflict.name, "an object of the server's name is not its own; nothing applied");
+            let desired = [
+                published_condition,
+                Desired::new(DEPLOYMENT_AVAILABLE, false, NAME_CONFLICT, &message),
+                Desired::new(READY, false, NAME_CONFLICT, &message),
+                ctx.identities.condition(),
+            ];
+            // Most foreign objects are in no watch (they lack the
+            // operator's label), so their removal triggers nothing: look
+            // again now and then.
+            (desired, None, Action::requeue(CONFLICT_RECHECK))
+        }
+    };
     let count = |n: usize| Some(i32::try_from(n).unwrap_or(i32::MAX));
     let mut excluded = assembly.excluded;
     excluded.truncate(MAX_EXCLUDED);
     let status = MCPServerStatus {
-        ready_replicas: Some(ready_replicas),
-        url: Some(workload::url(server)),
+        ready_replicas,
+        // Not the foreign Service's address.
+        url: matches!(applied, Applied::Workload(_)).then(|| workload::url(server)),
         tool_count: count(tools),
         prompt_count: count(prompts),
         resource_count: count(resources),
@@ -178,7 +256,7 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         ..MCPServerStatus::default()
     };
     write_status(server, ctx, &desired, status).await?;
-    Ok(Action::await_change())
+    Ok(next)
 }
 
 async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
@@ -191,6 +269,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
     ctx.identities.remove(ctx, &id).await?;
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
+    ctx.expected.forget(&id);
     Ok(Action::await_change())
 }
 
@@ -231,8 +310,27 @@ fn member_keys(selection: &Selection) -> BTreeSet<MemberKey> {
         .collect()
 }
 
-/// The Secrets named by backend headers in the catalog.
-fn secrets(published: &Published) -> BTreeSet<String> {
+/// How many bytes `value` takes as JSON, without building the JSON.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// The Secrets read by backend headers in the catalog, with the keys read.
+fn secrets(published: &Published) -> BTreeMap<String, BTreeSet<String>> {
     let catalog = &published.catalog;
     let endpoints =
         catalog
@@ -243,52 +341,70 @@ fn secrets(published: &Published) -> BTreeSet<String> {
                 ResourceContent::Backend(endpoint) => Some(endpoint),
                 _ => None,
             }));
-    endpoints
-        .flat_map(|e| &e.headers)
-        .filter_map(|h| match &h.value {
-            HeaderValue::Secret { name, .. } => Some(name.clone()),
-            HeaderValue::Value(_) => None,
-        })
-        .collect()
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for header in endpoints.flat_map(|e| &e.headers) {
+        if let HeaderValue::Secret { name, key } = &header.value {
+            secrets.entry(name.clone()).or_default().insert(key.clone());
+        }
+    }
+    secrets
+}
+
+/// What applying a server's workload came to.
+enum Applied {
+    /// Every object is in place: the Deployment as the apiserver has it.
+    Workload(Arc<Deployment>),
+    /// An object of one of the server's names is someone else's, so
+    /// nothing was applied: the Deployment would run as a foreign
+    /// ServiceAccount, the Service or PDB would select others' pods.
+    Conflict(Conflict),
 }
 
 /// Applies every object of the workload and removes the optional ones the
-/// spec no longer asks for; returns the Deployment as the apiserver has it.
+/// spec no longer asks for, unless an object of those names is not
+/// controlled by the server (uid `owner`).
 async fn apply_workload(
     server: &MCPServer,
     ctx: &Context,
+    owner: &str,
     workload: Workload,
-) -> Result<Arc<Deployment>, Error> {
+) -> Result<Applied, Error> {
     let namespace = server.namespace().unwrap_or_default();
     let name = server.name_any();
+    let account = workload::service_account_name(server);
+    let (ns, name) = (namespace.as_str(), name.as_str());
+    let mut checks = vec![
+        ownership::check(ctx, ns, &account, &ctx.accounts, owner).boxed(),
+        ownership::check(ctx, ns, name, &ctx.deployments, owner).boxed(),
+        ownership::check(ctx, ns, name, &ctx.services, owner).boxed(),
+    ];
+    // An optional object the server does not want may be anyone's.
+    if workload.ingress.is_some() {
+        checks.push(ownership::check(ctx, ns, name, &ctx.ingresses, owner).boxed());
+    }
+    if workload.pod_disruption_budget.is_some() {
+        checks.push(ownership::check(ctx, ns, name, &ctx.budgets, owner).boxed());
+    }
+    let conflicts = futures::future::try_join_all(checks).await?;
+    if let Some(conflict) = conflicts.into_iter().flatten().next() {
+        return Ok(Applied::Conflict(conflict));
+    }
+
     // The account first: the Deployment's pods cannot be created without it.
-    ensure(
-        ctx,
-        &namespace,
-        &workload::service_account_name(server),
-        workload.service_account,
-        &ctx.accounts,
-    )
-    .await?;
-    let deployment = ensure(
-        ctx,
-        &namespace,
-        &name,
-        workload.deployment,
-        &ctx.deployments,
-    )
-    .await?;
-    ensure(ctx, &namespace, &name, workload.service, &ctx.services).await?;
-    apply_or_remove(ctx, &namespace, &name, workload.ingress, &ctx.ingresses).await?;
+    ensure(ctx, ns, &account, workload.service_account, &ctx.accounts).await?;
+    let deployment = ensure(ctx, ns, name, workload.deployment, &ctx.deployments).await?;
+    ensure(ctx, ns, name, workload.service, &ctx.services).await?;
+    apply_or_remove(ctx, ns, name, owner, workload.ingress, &ctx.ingresses).await?;
     apply_or_remove(
         ctx,
-        &namespace,
-        &name,
+        ns,
+        name,
+        owner,
         workload.pod_disruption_budget,
         &ctx.budgets,
     )
     .await?;
-    Ok(deployment)
+    Ok(Applied::Workload(deployment))
 }
 
 /// Server-side applies `desired` unless `existing` (the watch's store)
@@ -325,34 +441,43 @@ async fn ensure<K: Object + Send + Sync + 'static>(
 }
 
 /// Applies `object`, or deletes the one of that name when there should be
-/// none and `existing` (the watch's store) has it.
+/// none and `existing` (the watch's store) has it controlled by the server
+/// (uid `owner`).
 async fn apply_or_remove<K: Object + Send + Sync + 'static>(
     ctx: &Context,
     namespace: &str,
     name: &str,
+    owner: &str,
     object: Option<K>,
     existing: &Store<K>,
 ) -> Result<(), Error> {
-    match object {
-        Some(object) => ensure(ctx, namespace, name, object, existing)
+    if let Some(object) = object {
+        return ensure(ctx, namespace, name, object, existing)
             .await
-            .map(drop),
-        // If the store has not seen one yet, its creation event will
-        // trigger another reconcile, which removes it.
-        None if existing
-            .get(&ObjectRef::new(name).within(namespace))
-            .is_none() =>
-        {
-            Ok(())
-        }
-        None => {
-            let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-            match api.delete(name, &DeleteParams::default()).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                Err(error) => Err(error.into()),
-            }
-        }
+            .map(drop);
+    }
+    // If the store has not seen one yet, its creation event will trigger
+    // another reconcile, which removes it.
+    let Some(live) = existing.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(());
+    };
+    if !ownership::controlled_by(live.meta(), owner) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    // The uid precondition: never the object of that name someone created
+    // after the store's copy.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
+        Err(error) => Err(error.into()),
     }
 }
 

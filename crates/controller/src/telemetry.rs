@@ -40,6 +40,11 @@ pub fn retries_pending(pending: usize) {
     metrics::gauge!("mcp_operator_queue_depth").set(pending as f64);
 }
 
+/// Namespaces `--namespace-selector` matches now.
+pub fn namespaces_selected(count: usize) {
+    metrics::gauge!("mcp_operator_namespaces_selected").set(count as f64);
+}
+
 /// A catalog publish and what it did (`written`, `unchanged`, `removed`).
 pub fn catalog_published(outcome: &'static str) {
     metrics::counter!("mcp_operator_catalog_publishes_total", "outcome" => outcome).increment(1);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine;
-use mcp_operator_api::{MCPPromptSpec, MCPResourceSpec, MCPToolSpec};
+use mcp_operator_api::{Backend, MCPPromptSpec, MCPResourceSpec, MCPToolSpec, RESERVED_HEADERS};
 
 /// Why a spec is invalid, as a condition reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,14 @@ impl Problem {
 /// Inline resource content above this is refused: routers hold every
 /// catalog in memory and Redis values should stay small.
 pub const MAX_INLINE_BYTES: usize = 1024 * 1024;
+
+/// Deepest nesting of objects and arrays a tool's schema may have. Real
+/// schemas stay far below it; recursive structures use `$ref`.
+pub const MAX_SCHEMA_DEPTH: usize = 32;
+
+/// Largest serialized tool schema: every router holds every schema of its
+/// catalog in memory, and a catalog is one Redis value.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 
 /// The MCP tool and prompt name rule: 1–128 of `[A-Za-z0-9_.-]`.
 pub fn mcp_name(field: &str, name: &str) -> Result<(), Problem> {
@@ -53,10 +61,28 @@ pub fn tool(spec: &MCPToolSpec, name: &str) -> Result<(), Problem> {
     if let Some(output) = &spec.output_schema {
         object_schema("outputSchema", output)?;
     }
-    Ok(())
+    headers(&spec.backend.endpoint)
 }
 
 fn object_schema(field: &str, schema: &serde_json::Value) -> Result<(), Problem> {
+    // Bounds first: what follows recurses through the schema.
+    if deeper_than(schema, MAX_SCHEMA_DEPTH) {
+        return Err(Problem::new(
+            "SchemaTooDeep",
+            format!(
+                "{field} nests objects and arrays deeper than {MAX_SCHEMA_DEPTH} levels; use $ref for recursive structures."
+            ),
+        ));
+    }
+    let size = serde_json::to_vec(schema).map_or(usize::MAX, |json| json.len());
+    if size > MAX_SCHEMA_BYTES {
+        return Err(Problem::new(
+            "SchemaTooLarge",
+            format!(
+                "{field} is {size} bytes as JSON, over the limit of {MAX_SCHEMA_BYTES} bytes (256 KiB)."
+            ),
+        ));
+    }
     if let Err(error) = jsonschema::meta::validate(schema) {
         let path = error.instance_path().as_str();
         let at = if path.is_empty() {
@@ -85,6 +111,68 @@ fn object_schema(field: &str, schema: &serde_json::Value) -> Result<(), Problem>
                 format!("{field} cannot be compiled: {error}."),
             )
         })
+}
+
+/// Whether `value` nests objects and arrays more than `limit` levels deep
+/// (a scalar is 0 levels, `{}` one).
+fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            limit == 0 || map.values().any(|child| deeper_than(child, limit - 1))
+        }
+        serde_json::Value::Array(items) => {
+            limit == 0 || items.iter().any(|child| deeper_than(child, limit - 1))
+        }
+        _ => false,
+    }
+}
+
+/// Backend headers the schema's rules now refuse, in objects stored before
+/// those rules: a reserved name, or a Secret reference that cannot be
+/// mounted.
+pub fn headers(backend: &Backend) -> Result<(), Problem> {
+    for header in &backend.headers {
+        if RESERVED_HEADERS.contains(&header.name.to_ascii_lowercase().as_str()) {
+            return Err(Problem::new(
+                "InvalidHeader",
+                format!(
+                    "header '{}' is set by the router; a backend header may not be Host, Content-Length or a hop-by-hop header.",
+                    header.name
+                ),
+            ));
+        }
+        let Some(from) = &header.value_from else {
+            continue;
+        };
+        let secret = &from.secret_key_ref;
+        let key_ok = !secret.key.is_empty()
+            && secret.key != "."
+            && secret.key != ".."
+            && secret
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok || !dns_subdomain(&secret.name) {
+            return Err(Problem::new(
+                "InvalidHeader",
+                format!(
+                    "header '{}' names Secret '{}' key '{}'; a Secret name is lowercase letters, digits, '-' and '.', a key letters, digits, '-', '_' and '.'.",
+                    header.name, secret.name, secret.key
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Kubernetes object name of the DNS-1123 subdomain form.
+fn dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Every message template parses, uses only declared arguments, and every
@@ -135,8 +223,12 @@ pub fn prompt(spec: &MCPPromptSpec, name: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The URI is absolute and inline content is within [`MAX_INLINE_BYTES`].
+/// The URI is absolute, inline content is within [`MAX_INLINE_BYTES`], and
+/// a backend's headers are allowed.
 pub fn resource(spec: &MCPResourceSpec) -> Result<(), Problem> {
+    if let Some(backend) = &spec.backend {
+        headers(backend)?;
+    }
     url::Url::parse(&spec.uri).map_err(|error| {
         Problem::new(
             "InvalidURI",
@@ -162,4 +254,114 @@ pub fn resource(spec: &MCPResourceSpec) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool_spec(patch: serde_json::Value) -> MCPToolSpec {
+        let mut spec = serde_json::json!({
+            "inputSchema": {"type": "object"},
+            "backend": {"service": {"name": "b", "port": 80}},
+        });
+        for (key, value) in patch.as_object().expect("an object") {
+            spec[key] = value.clone();
+        }
+        serde_json::from_value(spec).expect("a tool spec")
+    }
+
+    fn nested(depth: usize) -> serde_json::Value {
+        (0..depth).fold(
+            serde_json::json!(1),
+            |inner, _| serde_json::json!({"a": inner}),
+        )
+    }
+
+    fn header(name: &str, secret: Option<(&str, &str)>) -> serde_json::Value {
+        match secret {
+            Some((secret, key)) => {
+                serde_json::json!({"backend": {"service": {"name": "b", "port": 80},
+                "headers": [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]}})
+            }
+            None => serde_json::json!({"backend": {"service": {"name": "b", "port": 80},
+                "headers": [{"name": name, "value": "v"}]}}),
+        }
+    }
+
+    /// Each bad input a tenant can write into a tool: the reason, and a
+    /// part of the one sentence that explains it.
+    #[test]
+    fn bad_tools_are_explained() {
+        let cases = [
+            (
+                tool_spec(
+                    serde_json::json!({"inputSchema": {"type": "object", "properties": nested(40)}}),
+                ),
+                "SchemaTooDeep",
+                "inputSchema nests objects and arrays deeper than 32 levels",
+            ),
+            (
+                tool_spec(
+                    serde_json::json!({"outputSchema": {"type": "object", "items": [nested(40)]}}),
+                ),
+                "SchemaTooDeep",
+                "outputSchema nests",
+            ),
+            (
+                tool_spec(
+                    serde_json::json!({"inputSchema": {"type": "object", "description": "x".repeat(MAX_SCHEMA_BYTES)}}),
+                ),
+                "SchemaTooLarge",
+                "over the limit of 262144 bytes",
+            ),
+            (
+                tool_spec(header("HOST", None)),
+                "InvalidHeader",
+                "header 'HOST' is set by the router",
+            ),
+            (
+                tool_spec(header("transfer-encoding", None)),
+                "InvalidHeader",
+                "header 'transfer-encoding' is set by the router",
+            ),
+            (
+                tool_spec(header("X-Key", Some(("token", "../etc")))),
+                "InvalidHeader",
+                "names Secret 'token' key '../etc'",
+            ),
+            (
+                tool_spec(header("X-Key", Some(("Team_B", "token")))),
+                "InvalidHeader",
+                "names Secret 'Team_B'",
+            ),
+            (
+                tool_spec(header("X-Key", Some(("token", "..")))),
+                "InvalidHeader",
+                "key '..'",
+            ),
+        ];
+        for (spec, reason, message) in cases {
+            let problem = tool(&spec, "t").expect_err(message);
+            assert_eq!(problem.reason, reason, "{}", problem.message);
+            assert!(problem.message.contains(message), "{}", problem.message);
+        }
+    }
+
+    #[test]
+    fn schemas_within_the_bounds_pass() {
+        let deep_enough = tool_spec(serde_json::json!({"inputSchema": {"type": "object",
+            "properties": {"a": nested(MAX_SCHEMA_DEPTH - 2)}}}));
+        assert_eq!(tool(&deep_enough, "t"), Ok(()));
+        let with_headers = tool_spec(header("X-Api-Key", Some(("weather-token", "api.key_1"))));
+        assert_eq!(tool(&with_headers, "t"), Ok(()));
+    }
+
+    #[test]
+    fn depth_counts_objects_and_arrays() {
+        assert!(!deeper_than(&serde_json::json!(1), 0));
+        assert!(deeper_than(&serde_json::json!({}), 0));
+        assert!(!deeper_than(&serde_json::json!({"a": [1]}), 2));
+        assert!(deeper_than(&serde_json::json!({"a": [[1]]}), 2));
+    }
 }

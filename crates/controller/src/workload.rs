@@ -13,9 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
 use mcp_operator_catalog::acl;
+use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use serde_json::json;
 
 use crate::identity::{PASSWORD_ANNOTATION, RouterIdentity};
+use crate::image::ImagePolicy;
 
 /// Where routers listen, and the port name the Service targets.
 pub const ROUTER_PORT: i32 = 8080;
@@ -23,14 +25,24 @@ pub const ROUTER_PORT: i32 = 8080;
 /// directory per Secret, one file per key.
 pub const SECRETS_DIR: &str = "/var/run/secrets/kubemcp.io/backends";
 
+/// Environment variables of this prefix configure a router (which catalog,
+/// Redis and Secrets it uses): only the operator sets them.
+pub const OPERATOR_ENV_PREFIX: &str = "MCP_";
+
 /// What the operator passes to every router.
 #[derive(Clone, Debug)]
 pub struct RouterSettings {
-    /// Image used when the MCPServer names none.
-    pub image: String,
+    /// The default router image and which others a server may name.
+    pub images: ImagePolicy,
+    /// Largest catalog published, as JSON: every router holds its catalog
+    /// in memory, and Redis keeps it as one value.
+    pub max_catalog_bytes: usize,
     /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS),
     /// without credentials: those come from the server's Secret.
     pub redis_env: Vec<EnvVar>,
+    /// The public keys routers verify the catalog with: a literal value,
+    /// since a public key is no secret.
+    pub catalog_public_keys: String,
 }
 
 /// Everything applied for one MCPServer.
@@ -74,16 +86,19 @@ fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Builds the workload. `identity` names the Secret with the routers'
-/// Redis credentials. `secrets` are the Secrets the catalog's backend
-/// headers name; each is mounted (optional, so a missing one fails only the
-/// calls that need it) under [`SECRETS_DIR`].
+/// Builds the workload, its routers running `image` (allowed by
+/// [`RouterSettings::images`]). `identity` names the Secret with the
+/// routers' Redis credentials. `secrets` are the Secrets the catalog's
+/// backend headers read, with the keys they read; only those keys are
+/// mounted (optional, so a missing one fails only the calls that need it),
+/// under [`SECRETS_DIR`].
 pub fn build(
     server: &MCPServer,
     owner: &OwnerReference,
     settings: &RouterSettings,
+    image: &str,
     identity: &RouterIdentity,
-    secrets: &BTreeSet<String>,
+    secrets: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Workload, serde_json::Error> {
     let name = server.name_any();
     let namespace = server.namespace().unwrap_or_default();
@@ -109,32 +124,33 @@ pub fn build(
         "automountServiceAccountToken": false,
     }))?;
 
-    let mut env = vec![
+    let mut operator_env = vec![
         json!({"name": "MCP_SERVER", "value": format!("{namespace}/{name}")}),
         json!({"name": "MCP_LISTEN", "value": format!("0.0.0.0:{ROUTER_PORT}")}),
         json!({"name": "MCP_SECRETS_DIR", "value": SECRETS_DIR}),
         json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
+        json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
     ];
-    env.extend(settings.redis_env.iter().map(|e| json!(e)));
+    operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
     // Credentials only by reference, never as a literal value.
     let from_secret = |key: &str| json!({"secretKeyRef": {"name": identity.secret, "key": key}});
-    env.push(json!({"name": "MCP_REDIS_USERNAME", "valueFrom": from_secret(acl::SECRET_USERNAME)}));
-    env.push(json!({"name": "MCP_REDIS_PASSWORD", "valueFrom": from_secret(acl::SECRET_PASSWORD)}));
-    // The server's own env wins over the operator's defaults; server-side
-    // apply refuses a list with two entries of one name.
-    env.retain(|e| {
-        !spec
-            .env
-            .iter()
-            .any(|own| Some(own.name.as_str()) == e["name"].as_str())
-    });
-    env.extend(spec.env.iter().map(|e| json!(e)));
+    operator_env.push(
+        json!({"name": "MCP_REDIS_USERNAME", "valueFrom": from_secret(acl::SECRET_USERNAME)}),
+    );
+    operator_env.push(
+        json!({"name": "MCP_REDIS_PASSWORD", "valueFrom": from_secret(acl::SECRET_PASSWORD)}),
+    );
+    let env = router_env(&spec.env, operator_env);
 
     let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
     let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
-    for (index, secret) in secrets.iter().enumerate() {
+    for (index, (secret, keys)) in secrets.iter().enumerate() {
         let volume = format!("backend-secret-{index}");
-        volumes.push(json!({"name": volume, "secret": {"secretName": secret, "optional": true}}));
+        let items: Vec<_> = keys
+            .iter()
+            .map(|key| json!({"key": key, "path": key}))
+            .collect();
+        volumes.push(json!({"name": volume, "secret": {"secretName": secret, "optional": true, "items": items}}));
         mounts.push(json!({"name": volume, "mountPath": format!("{SECRETS_DIR}/{secret}"), "readOnly": true}));
     }
     let resources = spec.resources.as_ref().map_or_else(
@@ -174,7 +190,7 @@ pub fn build(
                     }],
                     "containers": [{
                         "name": "router",
-                        "image": spec.image.clone().unwrap_or_else(|| settings.image.clone()),
+                        "image": image,
                         "args": ["router"],
                         "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
                         "env": env,
@@ -254,6 +270,27 @@ pub fn build(
     })
 }
 
+/// A router's environment: the server's own variables first, without any
+/// `MCP_*` one (the schema refuses them; objects stored before that rule
+/// may still have them) and without repeats (server-side apply refuses a
+/// list with two entries of one name); the operator's last, so they win.
+fn router_env(own: &[EnvVar], operator: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let mut names = BTreeSet::new();
+    let mut env: Vec<serde_json::Value> = own
+        .iter()
+        .filter(|e| !e.name.starts_with(OPERATOR_ENV_PREFIX))
+        .filter(|e| {
+            let taken_by_operator = operator
+                .iter()
+                .any(|o| o["name"].as_str() == Some(e.name.as_str()));
+            !taken_by_operator && names.insert(e.name.as_str())
+        })
+        .map(|e| json!(e))
+        .collect();
+    env.extend(operator);
+    env
+}
+
 /// Where clients reach the server: through its Ingress when it has one,
 /// else the Service's cluster DNS name.
 pub fn url(server: &MCPServer) -> String {
@@ -285,6 +322,63 @@ mod tests {
 
     use super::*;
 
+    fn settings() -> RouterSettings {
+        RouterSettings {
+            images: ImagePolicy::new("unused:latest".into(), &[]).expect("no patterns"),
+            max_catalog_bytes: 1 << 20,
+            redis_env: vec![EnvVar {
+                name: "MCP_REDIS_URL".into(),
+                value: Some("redis://redis:6379".into()),
+                value_from: None,
+            }],
+            catalog_public_keys: "0123456789abcdef:AAAA".into(),
+        }
+    }
+
+    fn env_var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        }
+    }
+
+    /// A tenant's env cannot point its routers at another server, Redis or
+    /// Secrets directory, nor repeat a name (which would fail the apply).
+    #[test]
+    fn a_servers_env_cannot_set_the_operators_variables() {
+        let own = [
+            env_var("MCP_SERVER", "team-b/payments"),
+            env_var("MCP_REDIS_URL", "redis://attacker:6379"),
+            env_var("RUST_LOG", "debug"),
+            env_var("RUST_LOG", "trace"),
+            env_var("TZ", "UTC"),
+        ];
+        let operator = vec![
+            json!({"name": "MCP_SERVER", "value": "team-a/weather"}),
+            json!({"name": "MCP_REDIS_URL", "value": "redis://redis:6379"}),
+        ];
+        let env = router_env(&own, operator);
+        let pairs: Vec<(&str, &str)> = env
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default(),
+                    e["value"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("RUST_LOG", "debug"),
+                ("TZ", "UTC"),
+                ("MCP_SERVER", "team-a/weather"),
+                ("MCP_REDIS_URL", "redis://redis:6379"),
+            ]
+        );
+    }
+
     /// Builds the fixture server's workload and compares it with the
     /// committed YAML; `UPDATE_FIXTURES=1 cargo test` rewrites the file.
     #[test]
@@ -295,20 +389,18 @@ mod tests {
         let owner = server
             .controller_owner_ref(&())
             .expect("the fixture has a uid");
-        let settings = RouterSettings {
-            image: "unused:latest".into(),
-            redis_env: vec![EnvVar {
-                name: "MCP_REDIS_URL".into(),
-                value: Some("redis://redis:6379".into()),
-                value_from: None,
-            }],
-        };
-        let secrets = BTreeSet::from(["weather-token".to_owned()]);
+        let settings = settings();
+        let secrets = BTreeMap::from([(
+            "weather-token".to_owned(),
+            BTreeSet::from(["token".to_owned()]),
+        )]);
+        let image = server.spec.image.as_deref().unwrap_or("unused:latest");
         let identity = RouterIdentity {
             secret: acl::secret_name("weather"),
             password_sha256: acl::password_sha256("fixture"),
         };
-        let workload = build(&server, &owner, &settings, &identity, &secrets).expect("a workload");
+        let workload =
+            build(&server, &owner, &settings, image, &identity, &secrets).expect("a workload");
         let documents = [
             serde_yaml_ng::to_string(&workload.service_account),
             serde_yaml_ng::to_string(&workload.deployment),

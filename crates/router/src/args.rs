@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use mcp_operator_catalog::ServerId;
+use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, TrustedKeys};
 use mcp_operator_store::RedisArgs;
 
 /// Everything `mcp-operator router` is configured with.
@@ -15,6 +16,14 @@ pub struct RouterArgs {
     /// The MCPServer whose catalog this router serves, as namespace/name.
     #[arg(long, env = "MCP_SERVER", value_parser = parse_server)]
     pub server: ServerId,
+
+    /// The public keys whose signatures on the catalog this router trusts,
+    /// as `<kid>:<base64>`, comma-separated (two during a key rotation).
+    /// The operator sets them on every router Deployment; a router without
+    /// one does not start, since it could not tell the operator's catalog
+    /// from one anyone with write access to Redis made up (docs/security.md).
+    #[arg(long, env = PUBLIC_KEYS_ENV, required = true)]
+    pub catalog_public_keys: TrustedKeys,
 
     /// Address the MCP endpoint (/mcp), probes and /metrics listen on.
     #[arg(long, env = "MCP_LISTEN", default_value = "0.0.0.0:8080")]

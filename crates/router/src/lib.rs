@@ -53,6 +53,8 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
         store: store.clone(),
         redis: args.redis.clone(),
         state: state.clone(),
+        trusted: args.catalog_public_keys.clone(),
+        refused: std::sync::Mutex::default(),
         interval: args.sync.resync_interval,
         ended_sessions,
     };

@@ -44,6 +44,11 @@ pub fn catalog_loaded(previous: Option<&Compiled>, compiled: &Compiled) {
     gauge!("mcp_router_catalog_loaded_timestamp_seconds").set(now_seconds());
 }
 
+/// A stored catalog refused (see `Rejection::reason` in crates/catalog).
+pub fn catalog_rejected(reason: &'static str) {
+    counter!("mcp_router_catalog_rejected_total", "reason" => reason).increment(1);
+}
+
 pub fn catalog_stale(stale: bool) {
     gauge!("mcp_router_catalog_stale").set(if stale { 1.0 } else { 0.0 });
 }

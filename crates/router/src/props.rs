@@ -64,7 +64,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         }))
         .expect("a fixture catalog");
         let state = CatalogState::default();
-        state.replace(Compiled::new(Published { version: catalog.version(), catalog }).expect("compiles"));
+        state.replace(Compiled::new(Published::new(catalog)).expect("compiles"));
         let redis = mcp_operator_store::RedisArgs {
             redis_pool_size: 1,
             ..mcp_operator_store::RedisArgs::from_env_credentials(Some("redis://127.0.0.1:9".into()), vec![])

@@ -3,12 +3,17 @@
 //! one served, a full reload after every reconnect of the subscriber (pub/sub
 //! drops messages while disconnected), and a periodic read of the version
 //! key as a safety net. While Redis is unreachable the last good catalog
-//! stays served and is marked stale.
+//! stays served and is marked stale. A catalog this router may not trust
+//! (unsigned, wrongly signed, another server's, a backend outside the
+//! namespace: crates/catalog/src/signature.rs) is refused the same way: the
+//! last good one stays served.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use mcp_operator_catalog::signature::{Rejection, TrustedKeys};
 use mcp_operator_catalog::{
-    Catalog, CatalogVersion, Invalidation, Published, ServerId, ServerInfo, keys,
+    Catalog, CatalogVersion, Invalidation, Published, ServerId, ServerInfo, digest, keys,
 };
 use mcp_operator_store::{RedisArgs, Store, StoreError};
 use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind};
@@ -44,6 +49,11 @@ pub struct Keeper {
     pub store: Store,
     pub redis: RedisArgs,
     pub state: CatalogState,
+    /// The operator's public keys.
+    pub trusted: TrustedKeys,
+    /// The digest of the last document refused, so that one refused
+    /// document is logged once, not at every resync.
+    pub refused: Mutex<Option<String>>,
     pub interval: Duration,
     /// Ids of sessions ended on any replica, for this one to drop.
     pub ended_sessions: mpsc::UnboundedSender<String>,
@@ -249,12 +259,9 @@ impl Keeper {
             Err(error) => return self.unreachable(&error),
         };
         self.state.set_stale(false);
-        let published = match serde_json::from_str::<Published>(&json) {
+        let published = match self.trusted.open(&json, &self.server) {
             Ok(published) => published,
-            Err(error) => {
-                tracing::error!(server = %self.server, %error, "the published catalog does not parse; keeping the served one");
-                return;
-            }
+            Err(rejection) => return self.refuse(&json, &rejection),
         };
         if Some(&published.version) == self.state.version().as_ref() {
             return;
@@ -268,6 +275,23 @@ impl Keeper {
             Err(error) => {
                 tracing::error!(server = %self.server, %version, %error, "cannot compile the catalog; keeping the served one");
             }
+        }
+    }
+
+    /// Counts a refused document and logs it, once per document.
+    fn refuse(&self, json: &str, rejection: &Rejection) {
+        metrics::catalog_rejected(rejection.reason());
+        let refused = Some(digest(json.as_bytes()));
+        let mut last = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != refused {
+            *last = refused;
+            tracing::error!(
+                server = %self.server,
+                served = ?self.state.version(),
+                reason = rejection.reason(),
+                %rejection,
+                "refusing the catalog in Redis; keeping the served one",
+            );
         }
     }
 

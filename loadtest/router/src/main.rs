@@ -15,11 +15,12 @@ use axum::Json;
 use axum::routing::post;
 use clap::Parser;
 use mcp_operator_api::HttpMethod;
-use mcp_operator_catalog::{
-    Catalog, Endpoint, Invalidation, Published, ServerId, ServerInfo, Source, Tool, keys,
-};
+use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, SigningKey};
+use mcp_operator_catalog::{Catalog, Endpoint, Published, ServerId, ServerInfo, Source, Tool};
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::traffic;
+use mcp_operator_controller::{FencingToken, ShardId};
+use mcp_operator_store::{RedisArgs, Store};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -81,7 +82,13 @@ async fn main() -> anyhow::Result<()> {
         namespace: "bench".into(),
         name: format!("router-{}", std::process::id()),
     };
-    publish(&args.redis_url, &catalog(&server, backend, args.tools)).await?;
+    let key = SigningKey::from_pkcs8(&SigningKey::generate()?)?;
+    publish(
+        &args.redis_url,
+        &catalog(&server, backend, args.tools),
+        &key,
+    )
+    .await?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -93,6 +100,11 @@ async fn main() -> anyhow::Result<()> {
             .env("MCP_LISTEN", format!("127.0.0.1:{port}"))
             .env("MCP_REDIS_URL", &args.redis_url)
             .env_remove("MCP_REDIS_CLUSTER_URLS")
+            .env(PUBLIC_KEYS_ENV, key.public_key().to_string())
+            .env(
+                "MCP_RESOLVE",
+                format!("{}={}", backend_host(&server), backend.ip()),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -231,7 +243,7 @@ fn catalog(server: &ServerId, backend: SocketAddr, tools: usize) -> Catalog {
             output_schema: None,
             annotations: None,
             endpoint: Endpoint {
-                url: format!("http://{backend}/echo"),
+                url: format!("http://{}:{}/echo", backend_host(server), backend.port()),
                 timeout_seconds: 10,
                 retries: 0,
                 headers: vec![],
@@ -258,37 +270,31 @@ fn catalog(server: &ServerId, backend: SocketAddr, tools: usize) -> Catalog {
     catalog
 }
 
-/// Writes the catalog as the controller does: document, version, then the
-/// invalidation.
-async fn publish(redis_url: &str, catalog: &Catalog) -> anyhow::Result<()> {
-    let mut redis = mcp_operator_store::RedisArgs::from_env_credentials(None, vec![])
-        .client(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let version = catalog.version();
-    let published = Published {
-        version: version.clone(),
-        catalog: catalog.clone(),
+/// The backend's Service name in the server's namespace, the only kind
+/// of backend a router accepts; the router is pointed at the loopback
+/// backend with `--resolve`.
+fn backend_host(server: &ServerId) -> String {
+    format!("echo.{}.svc", server.namespace)
+}
+
+/// Publishes the catalog, signed with `key`, through the controller's own
+/// publish script.
+async fn publish(redis_url: &str, catalog: &Catalog, key: &SigningKey) -> anyhow::Result<()> {
+    let args = RedisArgs {
+        redis_pool_size: 1,
+        ..RedisArgs::from_env_credentials(Some(redis_url.to_owned()), vec![])
     };
-    let invalidation = Invalidation {
-        server: catalog.server.clone(),
-        version: Some(version.clone()),
+    let store = Store::new(&args, "router_bench")?;
+    let published = Published::new(catalog.clone());
+    let token = FencingToken {
+        shards: 1,
+        shard: ShardId(0),
+        token: 1,
+        holder: "router-bench".into(),
     };
-    let () = redis::pipe()
-        .set(
-            keys::catalog(&catalog.server),
-            serde_json::to_string(&published)?,
-        )
-        .ignore()
-        .set(keys::version(&catalog.server), version.0)
-        .ignore()
-        .publish(
-            keys::channel(&catalog.server),
-            serde_json::to_string(&invalidation)?,
-        )
-        .ignore()
-        .query_async(&mut redis)
-        .await?;
+    mcp_operator_controller::publish(&store, &published, key, &token)
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing the catalog: {e}"))?;
     Ok(())
 }
 
