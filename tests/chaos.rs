@@ -69,6 +69,7 @@ async fn faults_during_churn_leave_everything_converged_and_fenced() {
         assert!(outcome.faults >= 1, "{outcome:?}");
         assert!(outcome.churn.changes > 0, "{outcome:?}");
         assert_eq!(outcome.stale_writers, 0, "{outcome:?}");
+        assert_eq!(outcome.wrong_users, 0, "{outcome:?}");
         if fault != Fault::Apiserver {
             // Only an unreachable apiserver may refuse the client's changes.
             assert_eq!(outcome.churn.errors, 0, "{outcome:?}");

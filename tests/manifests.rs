@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::wait::conditions;
@@ -160,6 +160,11 @@ fn check_overlay(overlay: &str, built: &[Value]) {
         ("RoleBinding", "mcp-operator-leases"),
         ("Role", "mcp-operator-catalog-signing"),
         ("RoleBinding", "mcp-operator-catalog-signing"),
+        ("ValidatingAdmissionPolicy", "mcp-operator-owned-secrets"),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            "mcp-operator-owned-secrets",
+        ),
     ] {
         assert!(
             find(built, kind, name).is_some(),
@@ -168,6 +173,24 @@ fn check_overlay(overlay: &str, built: &[Value]) {
     }
     let operator = find(built, "Deployment", "mcp-operator");
     let redis = find(built, "Deployment", "mcp-redis");
+    if operator.is_some() {
+        for (name, key) in [
+            ("MCP_REDIS_USERNAME", "username"),
+            ("MCP_REDIS_PASSWORD", "password"),
+        ] {
+            let reference = &operator_env(built, name).expect("the operator's Redis user")["valueFrom"]
+                ["secretKeyRef"];
+            assert_eq!(reference["name"], "mcp-operator-redis", "{overlay}: {name}");
+            assert_eq!(reference["key"], key, "{overlay}: {name}");
+        }
+    }
+    if let Some(redis) = redis {
+        let args = redis["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(
+            args.contains(r#""--user","default","off""#),
+            "{overlay}: the bundled Redis lets anyone in: {args}"
+        );
+    }
     match overlay {
         "dev" => {
             assert!(operator.is_none(), "dev runs the operator locally");
@@ -274,13 +297,14 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
     wait_until_rbac_applies();
 
     let logs = logs_dir("manifests-rbac");
+    let kubeconfig = support::account_kubeconfig(&client, SYSTEM, "mcp-operator", &logs).await;
     let group = Group {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
         shards: 16,
         lease_namespace: SYSTEM.into(),
         redis: Redis::Single(testenv_var("MCP_REDIS_URL")),
         timing: Timing::default(),
-        kubeconfig: Some(support::account_kubeconfig(&client, SYSTEM, "mcp-operator", &logs).await),
+        kubeconfig: Some(kubeconfig.clone()),
         logs: logs.clone(),
     };
     let mut operator = group.start("rbac").expect("start the operator");
@@ -342,14 +366,23 @@ async fn examples_reach_ready_under_the_operators_own_rbac() {
         .get("weather")
         .await
         .expect("a disruption budget for two routers");
+    let router_secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("weather-router-redis")
+        .await
+        .expect("the routers' Redis Secret, which the operator may create");
+    assert!(
+        router_secret
+            .data
+            .is_some_and(|d| d.contains_key("password"))
+    );
+    secrets_are_write_only_and_labelled(&kubeconfig, &client, &ns).await;
 
     // The catalog the routers will serve.
     let server = ServerId {
         namespace: ns.clone(),
         name: "weather".into(),
     };
-    let mut redis = redis::Client::open(testenv_var("MCP_REDIS_URL"))
-        .expect("a Redis URL")
+    let mut redis = support::redis::node_client(&testenv_var("MCP_REDIS_URL"))
         .get_multiplexed_async_connection()
         .await
         .expect("a Redis connection");
@@ -730,6 +763,105 @@ fn a_malformed_namespace_selector_stops_the_operator() {
         stderr.contains("--namespace-selector 'kubemcp.io/enabled in true'"),
         "{stderr}"
     );
+}
+
+/// With the operator's own token: no Secret can be read or listed, and
+/// only Secrets with the operator's managed-by label can be created,
+/// updated or deleted (the ValidatingAdmissionPolicy of manifests/base,
+/// which the dev overlay installed).
+async fn secrets_are_write_only_and_labelled(
+    kubeconfig: &std::path::Path,
+    admin: &kube::Client,
+    ns: &str,
+) {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("the operator's kubeconfig"),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("a client config");
+    let operator = kube::Client::try_from(config).expect("a client as the operator");
+    let as_operator = Api::<Secret>::namespaced(operator, ns);
+    let status = |result: Result<Secret, kube::Error>| match result {
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(status(as_operator.get("weather-router-redis").await).0, 403);
+    match as_operator.list(&Default::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403),
+        other => panic!("the operator listed Secrets: {other:?}"),
+    }
+    let secret = |name: &str, labelled: bool| -> Secret {
+        let labels = if labelled {
+            serde_json::json!({"app.kubernetes.io/managed-by": "mcp-operator"})
+        } else {
+            serde_json::json!({})
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": labels},
+            "stringData": {"k": "v"},
+        }))
+        .expect("a Secret")
+    };
+    // The policy takes effect a moment after it is created: wait until an
+    // unlabelled create (a dry run) is refused by it.
+    let dry_run = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let refused = |message: &str| message.contains("mcp-operator-owned-secrets");
+    let mut last = None;
+    let waited = tokio::time::timeout(support::WAIT, async {
+        loop {
+            match as_operator
+                .create(&dry_run, &secret("unlabelled", false))
+                .await
+            {
+                // The policy answers 422 Invalid.
+                Err(kube::Error::Api(status)) if refused(&status.message) => {
+                    return;
+                }
+                other => last = Some(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the admission policy did not refuse an unlabelled Secret: {last:?}"
+    );
+    as_operator
+        .create(&dry_run, &secret("labelled", true))
+        .await
+        .expect("a labelled Secret may be created");
+    // A tenant's own Secret: not even relabelled by the operator, nor deleted.
+    let tenants = Api::<Secret>::namespaced(admin.clone(), ns);
+    tenants
+        .create(&Default::default(), &secret("tenant-owned", false))
+        .await
+        .expect("the tenant's Secret");
+    let (code, message) = status(
+        as_operator
+            .replace(
+                "tenant-owned",
+                &Default::default(),
+                &secret("tenant-owned", true),
+            )
+            .await,
+    );
+    assert!(refused(&message), "{code}: {message}");
+    match as_operator
+        .delete("tenant-owned", &DeleteParams::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            // RBAC already: the garbage collector deletes the operator's.
+            assert_eq!(status.code, 403, "{status:?}")
+        }
+        other => panic!("the operator deleted a tenant's Secret: {other:?}"),
+    }
 }
 
 /// One HTTP/1.0 request to the local backend: the status and the JSON body.

@@ -4,11 +4,12 @@
 mod support;
 
 use redis::AsyncCommands;
-use redis::cluster::ClusterClient;
+use redis::cluster::ClusterClientBuilder;
+use support::redis::{Redis, node_client, redis_args};
 
 #[tokio::test]
 async fn single_node_round_trip() {
-    let client = redis::Client::open(support::testenv_var("MCP_REDIS_URL")).expect("a Redis URL");
+    let client = node_client(&support::testenv_var("MCP_REDIS_URL"));
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -36,7 +37,7 @@ async fn cluster_round_trip_on_every_slot_range() {
         .collect();
     assert_eq!(seeds.len(), 6, "the test cluster has six nodes");
 
-    let seed = redis::Client::open(seeds[0].as_str()).expect("a Redis URL");
+    let seed = node_client(&seeds[0]);
     let mut direct = seed
         .get_multiplexed_async_connection()
         .await
@@ -76,7 +77,13 @@ async fn cluster_round_trip_on_every_slot_range() {
         "every slot is served"
     );
 
-    let cluster = ClusterClient::new(seeds).expect("a cluster client");
+    let cluster = ClusterClientBuilder::new(
+        redis_args(Redis::Cluster)
+            .connection_infos()
+            .expect("seed URLs"),
+    )
+    .build()
+    .expect("a cluster client");
     let mut conn = cluster
         .get_async_connection()
         .await
@@ -106,7 +113,7 @@ async fn cluster_round_trip_on_every_slot_range() {
         let through_cluster: String = conn.get(&key).await.expect("GET through the cluster");
         assert_eq!(through_cluster, range.primary);
 
-        let owner = redis::Client::open(range.primary.as_str()).expect("primary URL");
+        let owner = node_client(&range.primary);
         let mut owner = owner
             .get_multiplexed_async_connection()
             .await

@@ -120,8 +120,7 @@ async fn replicas_divide_fail_over_rebalance_hand_over_and_fence() {
     support::install_crds(&client).await;
     let lease_ns = support::namespace(&client, "leases").await;
     let redis_url = support::testenv_var("MCP_REDIS_URL");
-    let mut redis = redis::Client::open(redis_url.as_str())
-        .expect("a client")
+    let mut redis = support::redis::node_client(&redis_url)
         .get_multiplexed_async_connection()
         .await
         .expect("Redis");

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use mcp_operator_catalog::signature;
 use mcp_operator_catalog::{Invalidation, ServerId, keys};
-use mcp_operator_store::Store;
+use mcp_operator_store::{RedisArgs, Store};
 use serde_json::json;
 
 use crate::Redis;
@@ -91,7 +91,8 @@ pub async fn run(
     // be the node a fault kills.
     let mut listeners = Vec::new();
     for url in redis.urls() {
-        let mut pubsub = redis::Client::open(url.as_str())?
+        let mut pubsub = RedisArgs::from_env_credentials(None, vec![])
+            .client(&url)?
             .get_async_pubsub()
             .await?;
         pubsub.psubscribe("mcp:*:invalidate").await?;

@@ -14,9 +14,9 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod traffic;
+pub mod users;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,15 +130,8 @@ impl Redis {
             Redis::Single(url) => (Some(url.clone()), Vec::new()),
             Redis::Cluster(urls) => (None, urls.clone()),
         };
-        let unlimited = NonZeroU32::MAX;
         Ok(Store::new(
-            &RedisArgs {
-                redis_url,
-                redis_cluster_urls,
-                redis_pool_size: 8,
-                redis_qps: unlimited,
-                redis_burst: unlimited,
-            },
+            &RedisArgs::from_env_credentials(redis_url, redis_cluster_urls),
             "mcp_chaos",
         )?)
     }

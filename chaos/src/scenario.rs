@@ -2,9 +2,10 @@
 //! is injected repeatedly while a client changes tools at a steady rate and
 //! MCP clients call the routers of one server. Each ends by checking the
 //! invariants: every object converged, every catalog equal to the
-//! expectation computed from the API, and every server last written by the
+//! expectation computed from the API, every server last written by the
 //! holder of its shard (a stale, fenced-off writer would show up as any
-//! other writer); the routers' client error rate is reported. Bounded in
+//! other writer), and every server's Redis user right on every node; the
+//! routers' client error rate is reported. Bounded in
 //! time, loopback only.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use crate::churn::{self, Churn};
 use crate::converge::Observer;
 use crate::population::{self, Population, Sizes};
 use crate::traffic::{self, Load, Routers, TrafficArgs};
+use crate::users;
 use crate::{Group, Replica, delete_namespaces, holders, shard, wait_namespaces_gone, writer};
 
 /// The faults a scenario injects.
@@ -83,6 +85,9 @@ pub struct Outcome {
     pub stale_writers: usize,
     /// Writes the Redis fence refused, summed over the live replicas.
     pub fenced_rejections: f64,
+    /// (server, Redis node) pairs whose ACL user was missing or wrong at
+    /// the end (users.rs).
+    pub wrong_users: usize,
 }
 
 /// The testenv's scripts, which inject the apiserver and Redis faults
@@ -191,6 +196,8 @@ async fn exercise(
         .wait_converged(population, started, plan.limit)
         .await?;
     let stale_writers = stale_writers(&client, observer, group, population, plan.limit).await?;
+    let wrong_users =
+        users::wrong_users(&client, &group.redis, &population.servers, plan.limit).await?;
     let recovered_in = started.elapsed();
     let mut fenced_rejections = 0.0;
     for replica in replicas.iter() {
@@ -204,6 +211,7 @@ async fn exercise(
         recovered_in,
         stale_writers,
         fenced_rejections,
+        wrong_users,
     })
 }
 

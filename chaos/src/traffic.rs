@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use mcp_operator_catalog::ServerId;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
+use mcp_operator_catalog::{ServerId, acl};
 use serde_json::{Value, json};
 
 use crate::population::Population;
@@ -47,6 +49,8 @@ pub struct Fleet {
     pub binary: PathBuf,
     pub server: ServerId,
     pub redis: Redis,
+    /// The server's own Redis user and password, from its Secret.
+    pub credentials: (String, String),
     pub logs: PathBuf,
     /// The operator's public keys (`--catalog-public-keys`).
     pub public_keys: String,
@@ -81,10 +85,32 @@ impl Fleet {
             self.public_keys.clone(),
         ];
         args.extend(self.redis.flags());
+        args.extend([
+            "--redis-username".to_owned(),
+            self.credentials.0.clone(),
+            "--redis-password".to_owned(),
+            self.credentials.1.clone(),
+        ]);
         let router = Replica::spawn(&self.binary, &args, name, &self.logs, None, port)?;
         wait_ready(&http()?, &base).await?;
         Ok(router)
     }
+}
+
+/// A server's router credentials, read from its `<server>-router-redis`
+/// Secret as the kubelet would.
+async fn router_credentials(server: &ServerId) -> anyhow::Result<(String, String)> {
+    let secrets: Api<Secret> =
+        Api::namespaced(kube::Client::try_default().await?, &server.namespace);
+    let secret = secrets.get(&acl::secret_name(&server.name)).await?;
+    let data = secret.data.unwrap_or_default();
+    let field = |key: &str| -> anyhow::Result<String> {
+        let bytes = data
+            .get(key)
+            .with_context(|| format!("no {key} in the router Secret"))?;
+        Ok(String::from_utf8(bytes.0.clone())?)
+    };
+    Ok((field(acl::SECRET_USERNAME)?, field(acl::SECRET_PASSWORD)?))
 }
 
 /// Waits (at most 30 s) until the router at `base` reports ready.
@@ -182,6 +208,7 @@ impl Routers {
             binary: group.binary.clone(),
             server: served.clone(),
             redis: group.redis.clone(),
+            credentials: router_credentials(served).await?,
             logs: group.logs.clone(),
             public_keys: public_keys(client, served).await?,
         };

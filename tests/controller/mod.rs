@@ -20,7 +20,7 @@ use mcp_operator_catalog::{
     Catalog, Endpoint, Invalidation, Prompt, Published, Resource, ResourceContent, ServerId,
     ServerInfo, Source, Tool, keys,
 };
-use mcp_operator_controller::{ControllerArgs, ShardingArgs};
+use mcp_operator_controller::{ControllerArgs, RouterCredentials, ShardingArgs};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -68,6 +68,9 @@ pub fn controller(redis: Redis) -> PrometheusHandle {
                         // Small, so that a test can exceed it with one tool.
                         max_catalog_bytes: 1 << 20,
                         router_redis_url: None,
+                        router_redis_credentials: RouterCredentials::Isolated,
+                        router_redis_username: None,
+                        router_redis_password: None,
                         concurrency: 8,
                         server_debounce: Duration::from_millis(200),
                         server_debounce_max: Duration::from_secs(1),
@@ -151,6 +154,14 @@ impl Env {
 
     /// The keys `server`'s routers trust, as their Deployment gives them.
     pub async fn router_keys(&self, server: &str) -> TrustedKeys {
+        self.router_keys_value(server)
+            .await
+            .parse()
+            .expect("the routers' public keys")
+    }
+
+    /// The routers' public keys as their Deployment passes them.
+    pub async fn router_keys_value(&self, server: &str) -> String {
         let deployment = self
             .api::<Deployment>()
             .get(server)
@@ -162,12 +173,10 @@ impl Env {
             .and_then(|p| p.containers.into_iter().next())
             .and_then(|c| c.env)
             .unwrap_or_default();
-        let value = env
-            .into_iter()
+        env.into_iter()
             .find(|e| e.name == PUBLIC_KEYS_ENV)
             .and_then(|e| e.value)
-            .expect("the routers' public keys");
-        value.parse().expect("the routers' public keys")
+            .expect("the routers' public keys")
     }
 
     /// A counter's value in the controller's metrics.
@@ -1020,7 +1029,7 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
     let first = env.one_tool_server().await;
 
     let id = env.server_id("s");
-    let client = redis::Client::open(match redis {
+    let client = crate::support::redis::node_client(&match redis {
         Redis::Single => testenv_var("MCP_REDIS_URL"),
         // In a cluster a PUBLISH reaches every node; any one will do.
         Redis::Cluster => testenv_var("MCP_REDIS_CLUSTER_URLS")
@@ -1028,8 +1037,7 @@ pub async fn unchanged_reconcile_writes_nothing_and_deletion_cleans_redis(redis:
             .next()
             .expect("a seed")
             .to_owned(),
-    })
-    .expect("a client");
+    });
     let mut pubsub = client.get_async_pubsub().await.expect("pub/sub");
     pubsub
         .subscribe(keys::channel(&id))

@@ -6,6 +6,7 @@ ones the conformance suite's server scenarios call."""
 import base64
 import hashlib
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -171,10 +172,15 @@ def catalog(namespace, name, backend, extra_tools=()):
 
 
 def redis_client(kind, urls):
+    # The testenv's admin user: its nodes let no one in without a password.
+    credentials = {
+        "username": os.environ.get("MCP_REDIS_USERNAME"),
+        "password": os.environ.get("MCP_REDIS_PASSWORD"),
+    }
     if kind == "single":
-        return redis.Redis.from_url(urls)
+        return redis.Redis.from_url(urls, **credentials)
     first = urls.split(",")[0]
-    return redis.cluster.RedisCluster.from_url(first)
+    return redis.cluster.RedisCluster.from_url(first, **credentials)
 
 
 class Signer:

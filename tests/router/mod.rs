@@ -1162,7 +1162,16 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> Self {
+        // Authentication as on the testenv's nodes: the default user off,
+        // the testenv's admin user with its password.
+        let admin = format!(
+            "{} on >{} ~* &* +@all",
+            crate::support::testenv_var("MCP_REDIS_USERNAME"),
+            crate::support::testenv_var("MCP_REDIS_PASSWORD")
+        );
         let child = Command::new("redis-server")
+            .args(["--user", "default", "off", "--user"])
+            .args(admin.split(' '))
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -1185,7 +1194,7 @@ impl OwnRedis {
 
     /// Its flags, once it accepts connections.
     async fn args(&self) -> RedisArgs {
-        let client = redis::Client::open(self.url()).expect("a Redis URL");
+        let client = crate::support::redis::node_client(&self.url());
         tokio::time::timeout(WAIT, async {
             while client.get_multiplexed_async_connection().await.is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1207,13 +1216,15 @@ impl Drop for OwnRedis {
     }
 }
 
-/// Polls `check` until it holds or [`WAIT`] passes.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = std::time::Instant::now() + WAIT;
+/// Polls `check` until it holds or the tests' longest wait passes (a
+/// loaded machine can take long; the wait bounds only a failure).
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let wait = crate::support::WAIT;
+    let deadline = std::time::Instant::now() + wait;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "{what} did not happen within {WAIT:?}"
+            "{what} did not happen within {wait:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -48,12 +48,17 @@ pub fn redis_args(redis: Redis) -> RedisArgs {
         ),
     };
     RedisArgs {
-        redis_url: url,
-        redis_cluster_urls: cluster,
-        redis_pool_size: 8,
         redis_qps: NonZeroU32::new(1000).expect("non-zero"),
         redis_burst: NonZeroU32::new(200).expect("non-zero"),
+        ..RedisArgs::from_env_credentials(url, cluster)
     }
+}
+
+/// A client of the one node at `url`, as the testenv's admin user.
+pub fn node_client(url: &str) -> redis::Client {
+    RedisArgs::from_env_credentials(None, vec![])
+        .client(url)
+        .expect("a Redis client")
 }
 
 /// A Redis connection of the given kind.

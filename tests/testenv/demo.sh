@@ -131,8 +131,14 @@ up() {
   public_keys=$("$kubectl" get -n "$namespace" deployment "$server" \
     -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MCP_CATALOG_PUBLIC_KEYS")].value}')
   [ -n "$public_keys" ] || fail "the router Deployment has no MCP_CATALOG_PUBLIC_KEYS"
+  # The routers' own Redis user (it reaches only this server's keys), from
+  # the Secret the operator wrote, as the kubelet would pass it.
+  local secret="$server-router-redis" redis_username redis_password
+  redis_username=$("$kubectl" get -n "$namespace" secret "$secret" -o jsonpath='{.data.username}' | base64 -d)
+  redis_password=$("$kubectl" get -n "$namespace" secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
   for port in "${router_ports[@]}"; do
-    spawn "router-$port" env -u MCP_REDIS_CLUSTER_URLS "$binary" router \
+    spawn "router-$port" env -u MCP_REDIS_CLUSTER_URLS \
+      MCP_REDIS_USERNAME="$redis_username" MCP_REDIS_PASSWORD="$redis_password" "$binary" router \
       --server "$namespace/$server" \
       --listen "127.0.0.1:$port" \
       --redis-url "$MCP_REDIS_URL" \

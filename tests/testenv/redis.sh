@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Real Redis for the tests, from Debian's redis-server: one single node and
 # one 6-node Redis Cluster (3 primaries, 3 replicas), on loopback, without
-# persistence.
+# persistence. Every node requires authentication: the default user is off,
+# and the admin user `mcp-operator` has a random password generated into the
+# state directory (exported as MCP_REDIS_USERNAME / MCP_REDIS_PASSWORD; the
+# URLs carry no credentials). Replicas authenticate to their primaries as
+# that user (masteruser/masterauth). The operator creates each MCPServer's
+# own user on every node. One more single node speaks only TLS, with a
+# certificate for localhost signed by a CA generated here (exported as
+# MCP_REDIS_TLS_URL and MCP_REDIS_TLS_CA_FILE).
 #
 #   redis.sh up      start (installing redis-server first if missing), wait
 #                    until ready, print the export lines on stdout
@@ -18,15 +25,21 @@
 #   TESTENV_REDIS_PORT               single node (default 16379)
 #   TESTENV_REDIS_CLUSTER_BASE_PORT  first of six cluster ports (default 17000);
 #                                    each node also takes port + 10000 (cluster bus)
+#   TESTENV_REDIS_TLS_PORT           the TLS node (default: single node + 1)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 state="${TESTENV_DIR:-$here/../../.testenv}/redis"
 single_port="${TESTENV_REDIS_PORT:-16379}"
 base="${TESTENV_REDIS_CLUSTER_BASE_PORT:-17000}"
+tls_port="${TESTENV_REDIS_TLS_PORT:-$((single_port + 1))}"
 cluster_ports=()
 for i in 0 1 2 3 4 5; do cluster_ports+=($((base + i))); done
 
 log() { echo "redis.sh: $*" >&2; }
+
+admin=mcp-operator
+password_file="$state/password"
+password() { cat "$password_file" 2>/dev/null || true; }
 
 install() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
@@ -37,13 +50,27 @@ install() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server redis-tools >&2
 }
 
-cli() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}" 2>/dev/null; }
+# The password travels in REDISCLI_AUTH, not on a command line.
+cli() { REDISCLI_AUTH=$(password) redis-cli --user "$admin" -h 127.0.0.1 -p "$1" "${@:2}" 2>/dev/null; }
+
+# The ACL and replication credentials every node starts with, in a file
+# (not on the command line, where ps would show the password).
+write_auth_config() {
+  umask 077
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$password_file"
+  cat >"$state/auth.conf" <<CONF
+user default off
+user $admin on >$(password) ~* &* +@all
+masteruser $admin
+masterauth $(password)
+CONF
+}
 
 start_node() {
   local port=$1 dir="$state/$1"
   shift
   mkdir -p "$dir"
-  redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
+  redis-server "$state/auth.conf" --bind 127.0.0.1 --port "$port" --daemonize yes \
     --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
     --save '' --appendonly no "$@" >&2
 }
@@ -62,6 +89,22 @@ wait_until() {
 }
 
 single_up() { [ "$(cli "$single_port" ping)" = PONG ]; }
+
+tls_cli() { cli "$tls_port" --tls --cacert "$state/tls/ca.crt" --sni localhost "$@"; }
+tls_up() { [ "$(tls_cli ping)" = PONG ]; }
+
+# A CA and a certificate for localhost that it signs.
+write_tls_files() {
+  local dir="$state/tls"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=mcp-operator testenv CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/san.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 30 -extfile "$dir/san.ext" -out "$dir/server.crt" 2>/dev/null
+}
 
 cluster_up() {
   local port
@@ -116,18 +159,27 @@ exports() {
   for port in "${cluster_ports[@]}"; do urls+=("redis://127.0.0.1:$port"); done
   echo "export MCP_REDIS_URL=redis://127.0.0.1:$single_port"
   echo "export MCP_REDIS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")"
+  echo "export MCP_REDIS_TLS_URL=rediss://localhost:$tls_port"
+  echo "export MCP_REDIS_TLS_CA_FILE=$state/tls/ca.crt"
+  echo "export MCP_REDIS_USERNAME=$admin"
+  echo "export MCP_REDIS_PASSWORD=$(password)"
 }
 
-status() { command -v redis-cli >/dev/null && single_up && cluster_up; }
+status() { command -v redis-cli >/dev/null && single_up && tls_up && cluster_up; }
 
 down() {
   local port
+  if [ -f "$state/$tls_port/redis.pid" ]; then
+    kill "$(cat "$state/$tls_port/redis.pid")" 2>/dev/null || true
+  fi
   for port in "$single_port" "${cluster_ports[@]}"; do
     if [ -f "$state/$port/redis.pid" ] || [ "$(cli "$port" ping)" = PONG ]; then
-      cli "$port" shutdown nosave >/dev/null || true
+      # A node of an older environment may not know the password.
+      cli "$port" shutdown nosave >/dev/null ||
+        redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
     fi
   done
-  for port in "$single_port" "${cluster_ports[@]}"; do
+  for port in "$single_port" "$tls_port" "${cluster_ports[@]}"; do
     wait_until 10 "port $port to close" bash -c "! (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null"
   done
   rm -rf "$state"
@@ -140,17 +192,23 @@ up() {
   # rebuilt from scratch rather than repaired.
   down
   mkdir -p "$state"
+  write_auth_config
+  write_tls_files
   start_node "$single_port"
+  start_node "$tls_port" --port 0 --tls-port "$tls_port" --tls-auth-clients no \
+    --tls-cert-file "$state/tls/server.crt" --tls-key-file "$state/tls/server.key" \
+    --tls-ca-cert-file "$state/tls/ca.crt"
   local port
   for port in "${cluster_ports[@]}"; do
     # shellcheck disable=SC2046 # the arguments are words by design
     start_node "$port" $(cluster_node_args "$port")
   done
   wait_until 30 "the single node" single_up
+  wait_until 30 "the TLS node" tls_up
   wait_until 30 "the cluster nodes" nodes_answer
   local addrs=()
   for port in "${cluster_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
-  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$state/cluster-create.log" 2>&1 ||
+  REDISCLI_AUTH=$(password) redis-cli --user "$admin" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$state/cluster-create.log" 2>&1 ||
     { log "cluster create failed: $(tail -5 "$state/cluster-create.log")"; return 1; }
   wait_until 60 "cluster_state:ok on every node" cluster_up
   exports

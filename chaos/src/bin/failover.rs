@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let redis_url =
         std::env::var("MCP_REDIS_URL").context("MCP_REDIS_URL: run inside the testenv")?;
-    let mut redis = redis::Client::open(redis_url.as_str())?
+    let mut redis = mcp_operator_store::RedisArgs::from_env_credentials(None, vec![])
+        .client(&redis_url)?
         .get_multiplexed_async_connection()
         .await?;
     let lease_namespace = namespace(&client, "failover-leases").await?;

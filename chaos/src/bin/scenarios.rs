@@ -94,6 +94,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let stale: usize = rows.iter().flatten().map(|o| o.stale_writers).sum();
     anyhow::ensure!(stale == 0, "{stale} servers ended written by a non-holder");
+    let wrong: usize = rows.iter().flatten().map(|o| o.wrong_users).sum();
+    anyhow::ensure!(
+        wrong == 0,
+        "{wrong} Redis users ended missing or wrong on a node"
+    );
     Ok(())
 }
 
@@ -109,7 +114,7 @@ fn markdown(cli: &Cli, rows: &[Vec<Outcome>]) -> String {
          server with {} tools/list requests per second in all, round robin, each over its own session (a killed router \
          stays among the endpoints for {:?}, as a dead pod does until its endpoint is removed). Then it waits until every \
          object is Ready for its generation, every catalog in Redis equals the one computed from the API, and every server \
-         was last written by its shard's holder. {} runs per fault; latencies are pooled over the runs. Measured {}.\n\n\
+         was last written by its shard's holder, and every server's Redis user is right on every node. {} runs per fault; latencies are pooled over the runs. Measured {}.\n\n\
          | fault | runs | faults | changes made | changes the apiserver refused | change → published p50 / p99 | never published | recovered after the last fault (median / max) | stale writers | fenced writes refused |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         cli.replicas,

@@ -6,6 +6,7 @@
 //! ([`signature`]). Its format and the keys are documented in
 //! `docs/catalog.md`.
 
+pub mod acl;
 pub mod keys;
 pub mod signature;
 

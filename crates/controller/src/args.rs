@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Args;
-use mcp_operator_store::RedisArgs;
+use clap::{Args, ValueEnum};
+use mcp_operator_store::{Password, RedisArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct ControllerArgs {
@@ -36,6 +36,27 @@ pub struct ControllerArgs {
     /// (--redis-url); routers in another network need another address.
     #[arg(long, env = "MCP_ROUTER_REDIS_URL")]
     pub router_redis_url: Option<String>,
+
+    /// How routers authenticate to Redis. `isolated`: each MCPServer's
+    /// routers get a Redis ACL user of their own that reaches only that
+    /// server's keys (the operator runs ACL SETUSER on every node).
+    /// `shared`: for a Redis that forbids ACL SETUSER, every router uses
+    /// --router-redis-username/--router-redis-password (else the
+    /// operator's own), and every MCPServer says it is not isolated.
+    #[arg(long, env = "MCP_ROUTER_REDIS_CREDENTIALS", value_enum, default_value_t = RouterCredentials::Isolated)]
+    pub router_redis_credentials: RouterCredentials,
+
+    /// The user routers share with --router-redis-credentials=shared.
+    #[arg(
+        long,
+        env = "MCP_ROUTER_REDIS_USERNAME",
+        requires = "router_redis_password"
+    )]
+    pub router_redis_username: Option<String>,
+
+    /// The password routers share with --router-redis-credentials=shared.
+    #[arg(long, env = "MCP_ROUTER_REDIS_PASSWORD", hide_env_values = true)]
+    pub router_redis_password: Option<Password>,
 
     /// Reconciles run at once, per kind.
     #[arg(long, env = "MCP_CONCURRENCY", default_value_t = 16)]
@@ -82,6 +103,15 @@ pub struct ControllerArgs {
 
     #[command(flatten)]
     pub sharding: ShardingArgs,
+}
+
+/// How routers authenticate to Redis (docs/security.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouterCredentials {
+    /// A Redis ACL user per MCPServer.
+    Isolated,
+    /// One credential for every router.
+    Shared,
 }
 
 /// How replicas divide the work (docs/sharding.md).

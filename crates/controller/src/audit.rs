@@ -19,6 +19,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use mcp_operator_api::MCPServer;
@@ -105,6 +106,21 @@ pub fn drifted(
     ctx: &Arc<Context>,
     interval: Duration,
 ) -> UnboundedReceiverStream<ObjectRef<MCPServer>> {
+    every(ctx, interval, |ctx, tx| Box::pin(audit(ctx, tx)))
+}
+
+/// A periodic pass: `pass` runs every `interval` (never for a zero one)
+/// and sends the servers it wants reconciled.
+pub fn every<F>(
+    ctx: &Arc<Context>,
+    interval: Duration,
+    pass: F,
+) -> UnboundedReceiverStream<ObjectRef<MCPServer>>
+where
+    F: for<'a> Fn(&'a Context, &'a UnboundedSender<ObjectRef<MCPServer>>) -> BoxFuture<'a, ()>
+        + Send
+        + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     if !interval.is_zero() {
         let ctx = ctx.clone();
@@ -116,7 +132,7 @@ pub fn drifted(
             ticks.tick().await;
             loop {
                 tokio::select! {
-                    _ = ticks.tick() => audit(&ctx, &tx).await,
+                    _ = ticks.tick() => pass(&ctx, &tx).await,
                     () = tx.closed() => return,
                 }
             }
@@ -125,11 +141,9 @@ pub fn drifted(
     UnboundedReceiverStream::new(rx)
 }
 
-/// One pass over the servers this replica holds.
-#[tracing::instrument(skip_all)]
-async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
-    let audited: Vec<(Arc<MCPServer>, String)> = ctx
-        .servers
+/// The servers of the shards this replica holds, but those being deleted.
+pub fn held(ctx: &Context) -> impl Iterator<Item = Arc<MCPServer>> + '_ {
+    ctx.servers
         .state()
         .into_iter()
         .filter(|server| server.meta().deletion_timestamp.is_none())
@@ -138,6 +152,12 @@ async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
                 matches!(ctx.shards.ownership(&ns), Ownership::Held(_)) && ctx.scope.includes(&ns)
             })
         })
+}
+
+/// One pass over the servers this replica holds.
+#[tracing::instrument(skip_all)]
+async fn audit(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
+    let audited: Vec<(Arc<MCPServer>, String)> = held(ctx)
         .filter_map(|server| {
             let version = server.status.as_ref()?.catalog_version.clone()?;
             Some((server, version))

@@ -11,6 +11,7 @@ pub const SCHEMA_VALID: &str = "SchemaValid";
 pub const BACKEND_RESOLVED: &str = "BackendResolved";
 pub const CATALOG_PUBLISHED: &str = "CatalogPublished";
 pub const DEPLOYMENT_AVAILABLE: &str = "DeploymentAvailable";
+pub const REDIS_ISOLATED: &str = "RedisIsolated";
 
 /// One condition as a reconcile decides it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]

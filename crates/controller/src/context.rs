@@ -18,6 +18,7 @@ use mcp_operator_store::Store as Redis;
 use crate::audit::Expected;
 use crate::backoff::Backoff;
 use crate::deferral::Deferrals;
+use crate::identity::Identities;
 use crate::lease::Shards;
 use crate::membership::Membership;
 use crate::scope::Scope;
@@ -66,6 +67,7 @@ pub struct Context {
     pub signing: SigningKey,
     /// What this replica last published per server, for the audit.
     pub expected: Expected,
+    pub identities: Identities,
     pub shards: Arc<Shards>,
     pub scope: Scope,
 }
@@ -76,7 +78,7 @@ impl Context {
         redis: Redis,
         stores: Stores,
         router: RouterSettings,
-        signing: SigningKey,
+        trust: Trust,
         shards: Arc<Shards>,
         scope: Scope,
     ) -> Self {
@@ -101,8 +103,9 @@ impl Context {
             deferrals: Deferrals::default(),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             router,
-            signing,
+            signing: trust.signing,
             expected: Expected::default(),
+            identities: trust.identities,
             shards,
             scope,
         }
@@ -111,6 +114,13 @@ impl Context {
     pub fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
         self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What makes a server's routers trust only their own: the key that signs
+/// their catalogs, and their Redis users.
+pub struct Trust {
+    pub signing: SigningKey,
+    pub identities: Identities,
 }
 
 /// The in-memory stores the reconcilers read.

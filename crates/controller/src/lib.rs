@@ -13,6 +13,7 @@
 //! per shard ([`lease`]) and reconcile only the shards they hold; Redis
 //! writes carry the shard's fencing token ([`publish`]).
 
+mod acl;
 mod args;
 mod assemble;
 mod audit;
@@ -23,10 +24,12 @@ mod check;
 mod client;
 mod conditions;
 mod context;
+mod credentials;
 mod deferral;
 mod drift;
 mod error;
 mod http;
+mod identity;
 mod image;
 mod lease;
 mod member;
@@ -61,15 +64,17 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use args::{ControllerArgs, ShardingArgs};
+pub use acl::canonical as canonical_acl_user;
+pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
 pub use error::Error;
+pub use identity::{PASSWORD_ANNOTATION, password_sha256};
 pub use publish::{Outcome, Receipt, publish};
 pub use shard::{FencingToken, ShardId, shard_of};
 pub use signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use validate::MAX_INLINE_BYTES;
 pub use workload::{ROUTER_PORT, SECRETS_DIR};
 
-use context::{Context, Stores};
+use context::{Context, Stores, Trust};
 use image::ImagePolicy;
 use lease::{ElectionConfig, Shards};
 use member::Member;
@@ -86,6 +91,10 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         sharding.renew_interval,
         sharding.lease_duration
     );
+    // Routers get this URL as a literal value: it must not carry credentials.
+    if let Some(url) = &args.router_redis_url {
+        args.redis.connection_info(url)?;
+    }
     let client = client::infer().await?;
     let redis = Store::new(&args.redis, telemetry::PREFIX)?;
     let keys = signing::load_or_create(
@@ -180,7 +189,15 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             budgets,
         },
         router,
-        keys.signing,
+        Trust {
+            signing: keys.signing,
+            identities: identity::Identities::new(
+                args.router_redis_credentials,
+                &args.redis,
+                args.router_redis_username.clone(),
+                args.router_redis_password.clone(),
+            ),
+        },
         shards.clone(),
         scope,
     ));
@@ -238,6 +255,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .reconcile_on(on_shard_gained(&ctx, |c| c.servers.state()))
         .reconcile_on(on_namespace_entered(&ctx, |c| c.servers.state()))
         .reconcile_on(audit::drifted(&ctx, args.catalog_audit_interval))
+        .reconcile_on(identity::checked(&ctx, args.catalog_audit_interval))
+        .reconcile_on(identity::nodes_checked(&ctx, args.catalog_audit_interval))
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());

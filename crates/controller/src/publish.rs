@@ -197,11 +197,10 @@ mod tests {
             (Some(var("MCP_REDIS_URL")), vec![])
         };
         let args = RedisArgs {
-            redis_url,
-            redis_cluster_urls,
             redis_pool_size: 2,
             redis_qps: NonZeroU32::new(1000).expect("non-zero"),
             redis_burst: NonZeroU32::new(100).expect("non-zero"),
+            ..RedisArgs::from_env_credentials(redis_url, redis_cluster_urls)
         };
         Store::new(&args, "test").expect("a store")
     }

@@ -159,12 +159,25 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     let owner = server
         .controller_owner_ref(&())
         .ok_or(Error::Incomplete("uid"))?;
-    let workload = workload::build(server, &owner, &ctx.router, &image, &secrets(&published))
-        .map_err(|source| Error::Build {
-            what: "workload",
-            source,
-        })?;
+    let identity = ctx.identities.secret(ctx, server, &owner).await?;
+    let workload = workload::build(
+        server,
+        &owner,
+        &ctx.router,
+        &image,
+        &identity,
+        &secrets(&published),
+    )
+    .map_err(|source| Error::Build {
+        what: "workload",
+        source,
+    })?;
     let applied = apply_workload(server, ctx, &owner.uid, workload).await?;
+    if matches!(applied, Applied::Workload(_)) {
+        // After the Deployment records the password's hash, so that a
+        // failure here is retried with the same password.
+        ctx.identities.user(ctx, server, &identity).await?;
+    }
 
     let catalog = &published.catalog;
     let (tools, prompts, resources) = (
@@ -209,6 +222,7 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
                     ),
                     Err(message) => Desired::new(READY, false, "DeploymentUnavailable", message),
                 },
+                ctx.identities.condition(),
             ];
             (desired, Some(ready_replicas), Action::await_change())
         }
@@ -219,6 +233,7 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
                 published_condition,
                 Desired::new(DEPLOYMENT_AVAILABLE, false, NAME_CONFLICT, &message),
                 Desired::new(READY, false, NAME_CONFLICT, &message),
+                ctx.identities.condition(),
             ];
             // Most foreign objects are in no watch (they lack the
             // operator's label), so their removal triggers nothing: look
@@ -251,6 +266,7 @@ async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Res
         telemetry::catalog_published("removed");
         tracing::info!("removed the catalog and published a tombstone");
     }
+    ctx.identities.remove(ctx, &id).await?;
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
     ctx.expected.forget(&id);

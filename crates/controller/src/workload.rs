@@ -12,9 +12,11 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
+use mcp_operator_catalog::acl;
 use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use serde_json::json;
 
+use crate::identity::{PASSWORD_ANNOTATION, RouterIdentity};
 use crate::image::ImagePolicy;
 
 /// Where routers listen, and the port name the Service targets.
@@ -35,7 +37,8 @@ pub struct RouterSettings {
     /// Largest catalog published, as JSON: every router holds its catalog
     /// in memory, and Redis keeps it as one value.
     pub max_catalog_bytes: usize,
-    /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS).
+    /// How routers reach Redis (MCP_REDIS_URL or MCP_REDIS_CLUSTER_URLS),
+    /// without credentials: those come from the server's Secret.
     pub redis_env: Vec<EnvVar>,
     /// The public keys routers verify the catalog with: a literal value,
     /// since a public key is no secret.
@@ -84,7 +87,8 @@ fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
 }
 
 /// Builds the workload, its routers running `image` (allowed by
-/// [`RouterSettings::images`]). `secrets` are the Secrets the catalog's
+/// [`RouterSettings::images`]). `identity` names the Secret with the
+/// routers' Redis credentials. `secrets` are the Secrets the catalog's
 /// backend headers read, with the keys they read; only those keys are
 /// mounted (optional, so a missing one fails only the calls that need it),
 /// under [`SECRETS_DIR`].
@@ -93,6 +97,7 @@ pub fn build(
     owner: &OwnerReference,
     settings: &RouterSettings,
     image: &str,
+    identity: &RouterIdentity,
     secrets: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<Workload, serde_json::Error> {
     let name = server.name_any();
@@ -127,6 +132,14 @@ pub fn build(
         json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
     ];
     operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
+    // Credentials only by reference, never as a literal value.
+    let from_secret = |key: &str| json!({"secretKeyRef": {"name": identity.secret, "key": key}});
+    operator_env.push(
+        json!({"name": "MCP_REDIS_USERNAME", "valueFrom": from_secret(acl::SECRET_USERNAME)}),
+    );
+    operator_env.push(
+        json!({"name": "MCP_REDIS_PASSWORD", "valueFrom": from_secret(acl::SECRET_PASSWORD)}),
+    );
     let env = router_env(&spec.env, operator_env);
 
     let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
@@ -154,7 +167,11 @@ pub fn build(
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels(server)},
+                // The password's hash: a new password rolls the routers.
+                "metadata": {
+                    "labels": labels(server),
+                    "annotations": {PASSWORD_ANNOTATION: identity.password_sha256},
+                },
                 "spec": {
                     "serviceAccountName": service_account_name,
                     "automountServiceAccountToken": false,
@@ -378,7 +395,12 @@ mod tests {
             BTreeSet::from(["token".to_owned()]),
         )]);
         let image = server.spec.image.as_deref().unwrap_or("unused:latest");
-        let workload = build(&server, &owner, &settings, image, &secrets).expect("a workload");
+        let identity = RouterIdentity {
+            secret: acl::secret_name("weather"),
+            password_sha256: acl::password_sha256("fixture"),
+        };
+        let workload =
+            build(&server, &owner, &settings, image, &identity, &secrets).expect("a workload");
         let documents = [
             serde_yaml_ng::to_string(&workload.service_account),
             serde_yaml_ng::to_string(&workload.deployment),

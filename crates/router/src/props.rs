@@ -66,11 +66,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         let state = CatalogState::default();
         state.replace(Compiled::new(Published::new(catalog)).expect("compiles"));
         let redis = mcp_operator_store::RedisArgs {
-            redis_url: Some("redis://127.0.0.1:9".into()),
-            redis_cluster_urls: vec![],
             redis_pool_size: 1,
-            redis_qps: std::num::NonZeroU32::MIN.saturating_add(10_000),
-            redis_burst: std::num::NonZeroU32::MIN.saturating_add(10_000),
+            ..mcp_operator_store::RedisArgs::from_env_credentials(Some("redis://127.0.0.1:9".into()), vec![])
         };
         let store = mcp_operator_store::Store::new(&redis, "props").expect("a store");
         let limits = LimitArgs {

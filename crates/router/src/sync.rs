@@ -15,8 +15,8 @@ use mcp_operator_catalog::signature::{Rejection, TrustedKeys};
 use mcp_operator_catalog::{
     Catalog, CatalogVersion, Invalidation, Published, ServerId, ServerInfo, digest, keys,
 };
-use mcp_operator_store::{RedisArgs, Store};
-use redis::{AsyncCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
+use mcp_operator_store::{RedisArgs, Store, StoreError};
+use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -116,14 +116,14 @@ impl Keeper {
     async fn subscribe(
         &self,
         pushes: mpsc::UnboundedSender<PushInfo>,
-    ) -> redis::RedisResult<Subscription> {
+    ) -> Result<Subscription, StoreError> {
         let channels = [
             keys::channel(&self.server),
             keys::sessions_channel(&self.server),
         ];
         let timeout = Some(Duration::from_secs(5));
         if let Some(url) = &self.redis.redis_url {
-            let info = url.as_str().into_connection_info()?;
+            let info = self.redis.connection_info(url)?;
             let settings = info
                 .redis_settings()
                 .clone()
@@ -142,13 +142,12 @@ impl Keeper {
                 _connection: Box::new(connection),
             })
         } else {
-            let client =
-                redis::cluster::ClusterClientBuilder::new(self.redis.redis_cluster_urls.clone())
-                    .use_protocol(ProtocolVersion::RESP3)
-                    .connection_timeout(Duration::from_secs(5))
-                    .response_timeout(Duration::from_secs(5))
-                    .push_sender(pushes)
-                    .build()?;
+            let client = redis::cluster::ClusterClientBuilder::new(self.redis.connection_infos()?)
+                .use_protocol(ProtocolVersion::RESP3)
+                .connection_timeout(Duration::from_secs(5))
+                .response_timeout(Duration::from_secs(5))
+                .push_sender(pushes)
+                .build()?;
             let mut connection = client.get_async_connection().await?;
             connection.subscribe(&channels).await?;
             Ok(Subscription {

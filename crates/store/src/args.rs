@@ -2,8 +2,13 @@
 //! the MCPServer Deployment passes them).
 
 use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::Args;
+use deadpool_redis::redis::{self, ConnectionInfo, IntoConnectionInfo};
+
+use crate::StoreError;
 
 /// Redis settings shared by `mcp-operator controller` and `router`.
 #[derive(Args, Clone, Debug)]
@@ -16,6 +21,22 @@ pub struct RedisArgs {
     /// of the nodes will do.
     #[arg(long, env = "MCP_REDIS_CLUSTER_URLS", value_delimiter = ',')]
     pub redis_cluster_urls: Vec<String>,
+
+    /// Redis ACL user to authenticate as (AUTH / HELLO); without it the
+    /// password alone authenticates the `default` user.
+    #[arg(long, env = "MCP_REDIS_USERNAME", requires = "redis_password")]
+    pub redis_username: Option<String>,
+
+    /// Password of --redis-username. Routers get theirs by secretKeyRef;
+    /// never put it in a URL or a literal env value.
+    #[arg(long, env = "MCP_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Password>,
+
+    /// PEM file of the CA that signed a single node's TLS certificate
+    /// (`rediss://`), instead of the system roots. A Cluster's nodes are
+    /// verified against the system roots (SSL_CERT_FILE).
+    #[arg(long, env = "MCP_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Connections kept in the pool.
     #[arg(long, env = "MCP_REDIS_POOL_SIZE", default_value_t = 8)]
@@ -30,4 +51,116 @@ pub struct RedisArgs {
     /// Commands that may be sent at once above the sustained rate.
     #[arg(long, env = "MCP_REDIS_BURST", default_value = "100")]
     pub redis_burst: NonZeroU32,
+}
+
+/// A Redis password: printed as `<redacted>`, so that logging the flags
+/// cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Password {
+    type Err = std::convert::Infallible;
+
+    fn from_str(password: &str) -> Result<Self, Self::Err> {
+        Ok(Self(password.to_owned()))
+    }
+}
+
+impl RedisArgs {
+    /// These flags for `url` or `cluster_urls`, with the credentials the
+    /// environment gives (MCP_REDIS_USERNAME, MCP_REDIS_PASSWORD), for the
+    /// tests and harnesses, which build flags by hand: clap would also read
+    /// both kinds of URL from their environment.
+    pub fn from_env_credentials(url: Option<String>, cluster_urls: Vec<String>) -> Self {
+        Self {
+            redis_url: url,
+            redis_cluster_urls: cluster_urls,
+            redis_username: std::env::var("MCP_REDIS_USERNAME").ok(),
+            redis_password: std::env::var("MCP_REDIS_PASSWORD").ok().map(Password),
+            redis_ca_file: None,
+            redis_pool_size: 8,
+            redis_qps: NonZeroU32::MAX,
+            redis_burst: NonZeroU32::MAX,
+        }
+    }
+
+    /// How to connect to the node at `url`, with this process's
+    /// credentials. A URL that carries credentials is refused: they belong
+    /// in --redis-username/--redis-password, which reach routers by
+    /// secretKeyRef, never in a value someone can read off a Deployment.
+    pub fn connection_info(&self, url: &str) -> Result<ConnectionInfo, StoreError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
+        let settings = info.redis_settings();
+        if settings.username().is_some() || settings.password().is_some() {
+            return Err(StoreError::Config(
+                "a Redis URL must not carry credentials: use --redis-username and --redis-password"
+                    .into(),
+            ));
+        }
+        let mut settings = settings.clone();
+        if let Some(username) = &self.redis_username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.redis_password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = info.set_redis_settings(settings);
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // rustls needs a process-wide provider; ring is the one this
+            // workspace builds (a second install is a harmless no-op).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match (&self.redis_ca_file, info.addr()) {
+            (Some(path), redis::ConnectionAddr::TcpTls { .. }) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    StoreError::Config(format!(
+                        "cannot read --redis-ca-file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                // The client carries the CA in its connection info.
+                Ok(redis::Client::build_with_tls(info, certificates)?
+                    .get_connection_info()
+                    .clone())
+            }
+            _ => Ok(info),
+        }
+    }
+
+    /// A client of the one node at `url` (a cluster node by itself, for
+    /// per-node commands such as ACL SETUSER), with these credentials.
+    pub fn client(&self, url: &str) -> Result<redis::Client, StoreError> {
+        Ok(redis::Client::open(self.connection_info(url)?)?)
+    }
+
+    /// The seed nodes of a cluster, or the single node, as connection infos.
+    pub fn connection_infos(&self) -> Result<Vec<ConnectionInfo>, StoreError> {
+        self.redis_url
+            .iter()
+            .chain(&self.redis_cluster_urls)
+            .map(|url| self.connection_info(url))
+            .collect()
+    }
 }

@@ -16,7 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-pub use args::RedisArgs;
+pub use args::{Password, RedisArgs};
 
 /// Why Redis could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,26 +70,30 @@ impl Store {
     /// Builds the pool; connections are opened lazily, so this succeeds
     /// while Redis is still starting.
     pub fn new(args: &RedisArgs, metrics_prefix: &str) -> Result<Self, StoreError> {
-        let pool_config = deadpool_redis::PoolConfig::new(args.redis_pool_size.max(1));
-        let runtime = Some(deadpool_redis::Runtime::Tokio1);
+        let size = args.redis_pool_size.max(1);
+        let runtime = deadpool_redis::Runtime::Tokio1;
+        let build_error = |e: &dyn std::fmt::Display| StoreError::Config(e.to_string());
         let pool = match (&args.redis_url, args.redis_cluster_urls.as_slice()) {
             (Some(url), []) => {
-                let mut config = deadpool_redis::Config::from_url(url.clone());
-                config.pool = Some(pool_config);
+                let manager = deadpool_redis::Manager::new(args.connection_info(url)?)?;
                 Pool::Single(
-                    config
-                        .create_pool(runtime)
-                        .map_err(|e| StoreError::Config(e.to_string()))?,
+                    deadpool_redis::Pool::builder(manager)
+                        .max_size(size)
+                        .runtime(runtime)
+                        .build()
+                        .map_err(|e| build_error(&e))?,
                 )
             }
             (None, []) => return Err(StoreError::NotConfigured),
-            (None, urls) => {
-                let mut config = deadpool_redis::cluster::Config::from_urls(urls.to_vec());
-                config.pool = Some(pool_config);
+            (None, _) => {
+                let manager =
+                    deadpool_redis::cluster::Manager::new(args.connection_infos()?, false)?;
                 Pool::Cluster(
-                    config
-                        .create_pool(runtime)
-                        .map_err(|e| StoreError::Config(e.to_string()))?,
+                    deadpool_redis::cluster::Pool::builder(manager)
+                        .max_size(size)
+                        .runtime(runtime)
+                        .build()
+                        .map_err(|e| build_error(&e))?,
                 )
             }
             (Some(_), _) => {

@@ -14,11 +14,10 @@ fn env(name: &str) -> String {
 
 fn args(url: Option<String>, cluster: Vec<String>) -> RedisArgs {
     RedisArgs {
-        redis_url: url,
-        redis_cluster_urls: cluster,
         redis_pool_size: 4,
         redis_qps: NonZeroU32::new(1000).expect("non-zero"),
         redis_burst: NonZeroU32::new(100).expect("non-zero"),
+        ..RedisArgs::from_env_credentials(url, cluster)
     }
 }
 
@@ -85,6 +84,57 @@ async fn cluster_round_trip_on_many_slots() {
     for tag in ["a", "b", "c", "team-a/weather", "team-b/search", "x/y"] {
         round_trip(&store, tag).await;
     }
+}
+
+/// Authentication is required: the flags' credentials work, none or a
+/// wrong password are refused, and a URL may not carry credentials.
+#[tokio::test]
+async fn credentials_come_from_the_flags_only() {
+    single()
+        .get()
+        .await
+        .expect("the testenv's admin authenticates");
+    for password in [None, Some("wrong")] {
+        let mut anonymous = args(Some(env("MCP_REDIS_URL")), vec![]);
+        anonymous.redis_password = password.map(mcp_operator_store::Password::new);
+        let store = Store::new(&anonymous, "test").expect("a store");
+        let refused = match store.get().await {
+            Err(_) => true,
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_err(),
+        };
+        assert!(
+            refused,
+            "Redis answered without the password ({password:?})"
+        );
+    }
+    let url = env("MCP_REDIS_URL").replace("redis://", "redis://someone:secret@");
+    let in_url = Store::new(&args(Some(url), vec![]), "test");
+    assert!(
+        matches!(&in_url, Err(StoreError::Config(m)) if m.contains("must not carry credentials")),
+        "{:?}",
+        in_url.err()
+    );
+}
+
+/// `rediss://` against the testenv's TLS node, whose certificate a CA of
+/// the testenv's own signed: verified with --redis-ca-file, refused
+/// without it.
+#[tokio::test]
+async fn tls_with_the_nodes_ca() {
+    let mut tls = args(Some(env("MCP_REDIS_TLS_URL")), vec![]);
+    tls.redis_ca_file = Some(env("MCP_REDIS_TLS_CA_FILE").into());
+    let store = Store::new(&tls, "test").expect("a TLS store");
+    round_trip(&store, "tls").await;
+
+    let unverified =
+        Store::new(&args(Some(env("MCP_REDIS_TLS_URL")), vec![]), "test").expect("a store");
+    assert!(
+        unverified.get().await.is_err(),
+        "a certificate of an unknown CA was accepted"
+    );
 }
 
 #[test]

@@ -280,16 +280,11 @@ fn backend_host(server: &ServerId) -> String {
 /// Publishes the catalog, signed with `key`, through the controller's own
 /// publish script.
 async fn publish(redis_url: &str, catalog: &Catalog, key: &SigningKey) -> anyhow::Result<()> {
-    let store = Store::new(
-        &RedisArgs {
-            redis_url: Some(redis_url.to_owned()),
-            redis_cluster_urls: vec![],
-            redis_pool_size: 1,
-            redis_qps: std::num::NonZeroU32::MIN,
-            redis_burst: std::num::NonZeroU32::MIN,
-        },
-        "router_bench",
-    )?;
+    let args = RedisArgs {
+        redis_pool_size: 1,
+        ..RedisArgs::from_env_credentials(Some(redis_url.to_owned()), vec![])
+    };
+    let store = Store::new(&args, "router_bench")?;
     let published = Published::new(catalog.clone());
     let token = FencingToken {
         shards: 1,
