@@ -397,18 +397,7 @@ pub async fn routers_work_with_their_own_user(redis: Redis) {
         .notification("notifications/tools/list_changed", Duration::from_secs(20))
         .await
         .expect("list_changed through the router's own subscription");
-    let deleted = client
-        .http
-        .delete(&client.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .expect("DELETE /mcp");
-    assert!(
-        deleted.status().is_success(),
-        "DELETE: HTTP {}",
-        deleted.status()
-    );
+    client.end_session().await;
 }
 
 /// Deleting a server deletes its user on every node.

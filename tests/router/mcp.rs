@@ -174,6 +174,23 @@ impl Client {
         assert_eq!(status.as_u16(), 202, "{method}: HTTP {status}");
     }
 
+    /// Ends the session with DELETE, which must succeed.
+    pub async fn end_session(&self) {
+        let session = self.session.as_deref().expect("a session to end");
+        let deleted = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", session)
+            .send()
+            .await
+            .expect("DELETE /mcp");
+        assert!(
+            deleted.status().is_success(),
+            "DELETE: HTTP {}",
+            deleted.status()
+        );
+    }
+
     /// Opens the standalone GET stream that carries notifications.
     pub async fn stream(&self) -> Events {
         let mut request = self

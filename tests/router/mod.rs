@@ -883,18 +883,7 @@ pub async fn sessions_move_between_replicas(redis_kind: Redis) {
         .expect("list_changed on the replica the session moved to");
 
     // DELETE on the first replica ends the session on both.
-    let deleted = client
-        .http
-        .delete(&client.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .expect("DELETE /mcp");
-    assert!(
-        deleted.status().is_success(),
-        "DELETE: HTTP {}",
-        deleted.status()
-    );
+    client.end_session().await;
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     for router in [&first, &second] {
         let mut gone = Client::new(&router.base);
