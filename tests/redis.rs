@@ -4,7 +4,6 @@
 mod support;
 
 use redis::AsyncCommands;
-use redis::cluster::ClusterClientBuilder;
 use support::redis::{Redis, node_client, redis_args};
 
 #[tokio::test]
@@ -77,13 +76,11 @@ async fn cluster_round_trip_on_every_slot_range() {
         "every slot is served"
     );
 
-    let cluster = ClusterClientBuilder::new(
-        redis_args(Redis::Cluster)
-            .connection_infos()
-            .expect("seed URLs"),
-    )
-    .build()
-    .expect("a cluster client");
+    let cluster = redis_args(Redis::Cluster)
+        .cluster_client_builder()
+        .expect("seed URLs")
+        .build()
+        .expect("a cluster client");
     let mut conn = cluster
         .get_async_connection()
         .await

@@ -6,9 +6,10 @@
 # state directory (exported as MCP_REDIS_USERNAME / MCP_REDIS_PASSWORD; the
 # URLs carry no credentials). Replicas authenticate to their primaries as
 # that user (masteruser/masterauth). The operator creates each MCPServer's
-# own user on every node. One more single node speaks only TLS, with a
-# certificate for localhost signed by a CA generated here (exported as
-# MCP_REDIS_TLS_URL and MCP_REDIS_TLS_CA_FILE).
+# own user on every node. One more single node and a 3-node cluster (3
+# primaries) speak only TLS, with a certificate for localhost and 127.0.0.1
+# signed by a CA generated here (exported as MCP_REDIS_TLS_URL,
+# MCP_REDIS_TLS_CLUSTER_URLS and MCP_REDIS_TLS_CA_FILE).
 #
 #   redis.sh up      start (installing redis-server first if missing), wait
 #                    until ready, print the export lines on stdout
@@ -24,7 +25,8 @@
 #   TESTENV_DIR                      state root (default: <repo>/.testenv)
 #   TESTENV_REDIS_PORT               single node (default 16379)
 #   TESTENV_REDIS_CLUSTER_BASE_PORT  first of six cluster ports (default 17000);
-#                                    each node also takes port + 10000 (cluster bus)
+#                                    each node also takes port + 10000 (cluster
+#                                    bus); the TLS cluster takes the next three
 #   TESTENV_REDIS_TLS_PORT           the TLS node (default: single node + 1)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +36,8 @@ base="${TESTENV_REDIS_CLUSTER_BASE_PORT:-17000}"
 tls_port="${TESTENV_REDIS_TLS_PORT:-$((single_port + 1))}"
 cluster_ports=()
 for i in 0 1 2 3 4 5; do cluster_ports+=($((base + i))); done
+tls_cluster_ports=()
+for i in 6 7 8; do tls_cluster_ports+=($((base + i))); done
 
 log() { echo "redis.sh: $*" >&2; }
 
@@ -90,8 +94,28 @@ wait_until() {
 
 single_up() { [ "$(cli "$single_port" ping)" = PONG ]; }
 
-tls_cli() { cli "$tls_port" --tls --cacert "$state/tls/ca.crt" --sni localhost "$@"; }
-tls_up() { [ "$(tls_cli ping)" = PONG ]; }
+tls_cli() { cli "$1" --tls --cacert "$state/tls/ca.crt" --sni localhost "${@:2}"; }
+tls_up() { [ "$(tls_cli "$tls_port" ping)" = PONG ]; }
+
+# TLS on the client port and on the cluster bus; no plain port.
+tls_node_args() {
+  echo --port 0 --tls-port "$1" --tls-auth-clients no --tls-cluster yes \
+    --tls-cert-file "$state/tls/server.crt" --tls-key-file "$state/tls/server.key" \
+    --tls-ca-cert-file "$state/tls/ca.crt"
+}
+
+tls_nodes_answer() {
+  local port
+  for port in "${tls_cluster_ports[@]}"; do [ "$(tls_cli "$port" ping)" = PONG ] || return 1; done
+}
+
+tls_cluster_up() {
+  local port
+  for port in "${tls_cluster_ports[@]}"; do
+    tls_cli "$port" cluster info | grep -q '^cluster_state:ok' || return 1
+    tls_cli "$port" cluster info | grep -q '^cluster_known_nodes:3' || return 1
+  done
+}
 
 # A CA and a certificate for localhost that it signs.
 write_tls_files() {
@@ -160,18 +184,23 @@ exports() {
   echo "export MCP_REDIS_URL=redis://127.0.0.1:$single_port"
   echo "export MCP_REDIS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")"
   echo "export MCP_REDIS_TLS_URL=rediss://localhost:$tls_port"
+  urls=()
+  for port in "${tls_cluster_ports[@]}"; do urls+=("rediss://127.0.0.1:$port"); done
+  echo "export MCP_REDIS_TLS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")"
   echo "export MCP_REDIS_TLS_CA_FILE=$state/tls/ca.crt"
   echo "export MCP_REDIS_USERNAME=$admin"
   echo "export MCP_REDIS_PASSWORD=$(password)"
 }
 
-status() { command -v redis-cli >/dev/null && single_up && tls_up && cluster_up; }
+status() { command -v redis-cli >/dev/null && single_up && tls_up && cluster_up && tls_cluster_up; }
 
 down() {
   local port
-  if [ -f "$state/$tls_port/redis.pid" ]; then
-    kill "$(cat "$state/$tls_port/redis.pid")" 2>/dev/null || true
-  fi
+  for port in "$tls_port" "${tls_cluster_ports[@]}"; do
+    if [ -f "$state/$port/redis.pid" ]; then
+      kill "$(cat "$state/$port/redis.pid")" 2>/dev/null || true
+    fi
+  done
   for port in "$single_port" "${cluster_ports[@]}"; do
     if [ -f "$state/$port/redis.pid" ] || [ "$(cli "$port" ping)" = PONG ]; then
       # A node of an older environment may not know the password.
@@ -179,7 +208,7 @@ down() {
         redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
     fi
   done
-  for port in "$single_port" "$tls_port" "${cluster_ports[@]}"; do
+  for port in "$single_port" "$tls_port" "${cluster_ports[@]}" "${tls_cluster_ports[@]}"; do
     wait_until 10 "port $port to close" bash -c "! (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null"
   done
   rm -rf "$state"
@@ -195,13 +224,16 @@ up() {
   write_auth_config
   write_tls_files
   start_node "$single_port"
-  start_node "$tls_port" --port 0 --tls-port "$tls_port" --tls-auth-clients no \
-    --tls-cert-file "$state/tls/server.crt" --tls-key-file "$state/tls/server.key" \
-    --tls-ca-cert-file "$state/tls/ca.crt"
   local port
+  # shellcheck disable=SC2046 # the arguments are words by design
+  start_node "$tls_port" $(tls_node_args "$tls_port")
   for port in "${cluster_ports[@]}"; do
-    # shellcheck disable=SC2046 # the arguments are words by design
+    # shellcheck disable=SC2046
     start_node "$port" $(cluster_node_args "$port")
+  done
+  for port in "${tls_cluster_ports[@]}"; do
+    # shellcheck disable=SC2046
+    start_node "$port" $(tls_node_args "$port") $(cluster_node_args "$port")
   done
   wait_until 30 "the single node" single_up
   wait_until 30 "the TLS node" tls_up
@@ -211,6 +243,13 @@ up() {
   REDISCLI_AUTH=$(password) redis-cli --user "$admin" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$state/cluster-create.log" 2>&1 ||
     { log "cluster create failed: $(tail -5 "$state/cluster-create.log")"; return 1; }
   wait_until 60 "cluster_state:ok on every node" cluster_up
+  wait_until 30 "the TLS cluster nodes" tls_nodes_answer
+  addrs=()
+  for port in "${tls_cluster_ports[@]}"; do addrs+=("127.0.0.1:$port"); done
+  REDISCLI_AUTH=$(password) redis-cli --user "$admin" --tls --cacert "$state/tls/ca.crt" \
+    --cluster create "${addrs[@]}" --cluster-yes >"$state/tls-cluster-create.log" 2>&1 ||
+    { log "TLS cluster create failed: $(tail -5 "$state/tls-cluster-create.log")"; return 1; }
+  wait_until 60 "cluster_state:ok on every TLS node" tls_cluster_up
   exports
 }
 

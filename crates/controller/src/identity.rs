@@ -63,8 +63,9 @@ pub struct RouterIdentity {
 
 /// How this operator gives routers their credentials.
 pub enum Mode {
-    /// A user per server, managed on every node.
-    Isolated(Acl),
+    /// A user per server, managed on every node (boxed: it holds the
+    /// Redis flags).
+    Isolated(Box<Acl>),
     /// One user for all, copied into every server's Secret.
     Shared {
         username: String,
@@ -90,7 +91,7 @@ impl Identities {
         shared_password: Option<Password>,
     ) -> Self {
         let mode = match mode {
-            RouterCredentials::Isolated => Mode::Isolated(Acl::new(redis.clone())),
+            RouterCredentials::Isolated => Mode::Isolated(Box::new(Acl::new(redis.clone()))),
             RouterCredentials::Shared => Mode::Shared {
                 username: shared_username
                     .or_else(|| redis.redis_username.clone())

@@ -454,13 +454,19 @@ fn router_settings(
         value: Some(value),
         value_from: None,
     };
-    let redis_env = match (&args.router_redis_url, &args.redis.redis_url) {
+    let mut redis_env = match (&args.router_redis_url, &args.redis.redis_url) {
         (Some(url), _) | (None, Some(url)) => vec![env("MCP_REDIS_URL", url.clone())],
         (None, None) => vec![env(
             "MCP_REDIS_CLUSTER_URLS",
             args.redis.redis_cluster_urls.join(","),
         )],
     };
+    // Routers verify a private CA's nodes with the operator's own CA.
+    if let Some(pem) = args.redis.ca_pem()? {
+        let pem = String::from_utf8(pem)
+            .map_err(|_| anyhow::anyhow!("--redis-ca-file is not a PEM text file"))?;
+        redis_env.push(env("MCP_REDIS_CA", pem));
+    }
     let images = ImagePolicy::new(args.router_image.clone(), &args.allowed_router_images)
         .map_err(|error| anyhow::anyhow!("--allowed-router-images: {error}"))?;
     Ok(RouterSettings {

@@ -142,7 +142,7 @@ impl Keeper {
                 _connection: Box::new(connection),
             })
         } else {
-            let client = redis::cluster::ClusterClientBuilder::new(self.redis.connection_infos()?)
+            let client = (self.redis.cluster_client_builder()?)
                 .use_protocol(ProtocolVersion::RESP3)
                 .connection_timeout(Duration::from_secs(5))
                 .response_timeout(Duration::from_secs(5))

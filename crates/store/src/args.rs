@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Args;
+use deadpool_redis::redis::cluster::ClusterClientBuilder;
 use deadpool_redis::redis::{self, ConnectionInfo, IntoConnectionInfo};
 
 use crate::StoreError;
@@ -32,11 +33,16 @@ pub struct RedisArgs {
     #[arg(long, env = "MCP_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<Password>,
 
-    /// PEM file of the CA that signed a single node's TLS certificate
-    /// (`rediss://`), instead of the system roots. A Cluster's nodes are
-    /// verified against the system roots (SSL_CERT_FILE).
+    /// PEM file of the CA that signed the Redis nodes' TLS certificates
+    /// (`rediss://`, a single node or every node of a Cluster), instead of
+    /// the system roots.
     #[arg(long, env = "MCP_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+
+    /// The same CA as PEM text, as the operator passes its own
+    /// --redis-ca-file to routers (a CA certificate is public).
+    #[arg(long, env = "MCP_REDIS_CA", conflicts_with = "redis_ca_file")]
+    pub redis_ca: Option<String>,
 
     /// Connections kept in the pool.
     #[arg(long, env = "MCP_REDIS_POOL_SIZE", default_value_t = 8)]
@@ -94,6 +100,7 @@ impl RedisArgs {
             redis_username: std::env::var("MCP_REDIS_USERNAME").ok(),
             redis_password: std::env::var("MCP_REDIS_PASSWORD").ok().map(Password),
             redis_ca_file: None,
+            redis_ca: None,
             redis_pool_size: 8,
             redis_qps: NonZeroU32::MAX,
             redis_burst: NonZeroU32::MAX,
@@ -105,6 +112,18 @@ impl RedisArgs {
     /// in --redis-username/--redis-password, which reach routers by
     /// secretKeyRef, never in a value someone can read off a Deployment.
     pub fn connection_info(&self, url: &str) -> Result<ConnectionInfo, StoreError> {
+        let info = self.authenticated(url)?;
+        match self.tls_certificates(info.addr())? {
+            // The client carries the CA in its connection info.
+            Some(certificates) => Ok(redis::Client::build_with_tls(info, certificates)?
+                .get_connection_info()
+                .clone()),
+            None => Ok(info),
+        }
+    }
+
+    /// The node at `url` with this process's credentials (and no CA).
+    fn authenticated(&self, url: &str) -> Result<ConnectionInfo, StoreError> {
         let info = url
             .into_connection_info()
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
@@ -122,30 +141,38 @@ impl RedisArgs {
         if let Some(password) = &self.redis_password {
             settings = settings.set_password(password.expose());
         }
-        let info = info.set_redis_settings(settings);
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            // rustls needs a process-wide provider; ring is the one this
-            // workspace builds (a second install is a harmless no-op).
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(info.set_redis_settings(settings))
+    }
+
+    /// The CA to verify a TLS node with, from --redis-ca-file (None for a
+    /// plain node or without the flag: the system roots then).
+    fn tls_certificates(
+        &self,
+        addr: &redis::ConnectionAddr,
+    ) -> Result<Option<redis::TlsCertificates>, StoreError> {
+        if !matches!(addr, redis::ConnectionAddr::TcpTls { .. }) {
+            return Ok(None);
         }
-        match (&self.redis_ca_file, info.addr()) {
-            (Some(path), redis::ConnectionAddr::TcpTls { .. }) => {
-                let root_cert = std::fs::read(path).map_err(|e| {
-                    StoreError::Config(format!(
-                        "cannot read --redis-ca-file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                let certificates = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                };
-                // The client carries the CA in its connection info.
-                Ok(redis::Client::build_with_tls(info, certificates)?
-                    .get_connection_info()
-                    .clone())
-            }
-            _ => Ok(info),
+        // rustls needs a process-wide provider; ring is the one this
+        // workspace builds (a second install is a harmless no-op).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(self.ca_pem()?.map(|root_cert| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        }))
+    }
+
+    /// The CA of --redis-ca-file or --redis-ca, as PEM.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match (&self.redis_ca_file, &self.redis_ca) {
+            (Some(path), _) => std::fs::read(path).map(Some).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot read --redis-ca-file {}: {e}",
+                    path.display()
+                ))
+            }),
+            (None, Some(pem)) => Ok(Some(pem.clone().into_bytes())),
+            (None, None) => Ok(None),
         }
     }
 
@@ -155,12 +182,24 @@ impl RedisArgs {
         Ok(redis::Client::open(self.connection_info(url)?)?)
     }
 
-    /// The seed nodes of a cluster, or the single node, as connection infos.
-    pub fn connection_infos(&self) -> Result<Vec<ConnectionInfo>, StoreError> {
-        self.redis_url
+    /// A client builder for the cluster's seed nodes, with these
+    /// credentials and, for `rediss://` seeds, the CA of --redis-ca-file:
+    /// a cluster client verifies every node it discovers with the CA it is
+    /// built with, not with the seeds' connection infos.
+    pub fn cluster_client_builder(&self) -> Result<ClusterClientBuilder, StoreError> {
+        let seeds = self
+            .redis_cluster_urls
             .iter()
-            .chain(&self.redis_cluster_urls)
-            .map(|url| self.connection_info(url))
-            .collect()
+            .map(|url| self.authenticated(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let certificates = match seeds.first() {
+            Some(seed) => self.tls_certificates(seed.addr())?,
+            None => None,
+        };
+        let builder = ClusterClientBuilder::new(seeds);
+        Ok(match certificates {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        })
     }
 }

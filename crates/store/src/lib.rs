@@ -7,6 +7,7 @@
 //! caller's prefix (`mcp_operator` or `mcp_router`).
 
 mod args;
+mod cluster;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +34,7 @@ pub enum StoreError {
 
 enum Pool {
     Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
+    Cluster(cluster::Pool),
 }
 
 /// A pool of Redis connections with one rate limiter in front of it. Cheap
@@ -86,10 +87,9 @@ impl Store {
             }
             (None, []) => return Err(StoreError::NotConfigured),
             (None, _) => {
-                let manager =
-                    deadpool_redis::cluster::Manager::new(args.connection_infos()?, false)?;
+                let manager = cluster::Manager::new(args.cluster_client_builder()?.build()?);
                 Pool::Cluster(
-                    deadpool_redis::cluster::Pool::builder(manager)
+                    cluster::Pool::builder(manager)
                         .max_size(size)
                         .runtime(runtime)
                         .build()
@@ -156,7 +156,7 @@ impl Store {
 
 enum Inner {
     Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Cluster(cluster::Connection),
 }
 
 /// A pooled connection, returned to the pool on drop. Use it like any

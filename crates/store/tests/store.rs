@@ -137,6 +137,36 @@ async fn tls_with_the_nodes_ca() {
     );
 }
 
+/// A Redis Cluster over TLS whose nodes' certificates a private CA signed
+/// (the testenv's TLS cluster): every node the client discovers from the
+/// seeds is verified with --redis-ca-file, and refused without it.
+#[tokio::test]
+async fn tls_cluster_with_the_nodes_ca() {
+    let seeds: Vec<String> = env("MCP_REDIS_TLS_CLUSTER_URLS")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut tls = args(None, seeds.clone());
+    tls.redis_ca_file = Some(env("MCP_REDIS_TLS_CA_FILE").into());
+    let store = Store::new(&tls, "test").expect("a TLS cluster store");
+    assert!(store.is_cluster());
+    // Tags spread over the slot ranges of all three primaries.
+    for tag in ["a", "b", "c", "team-a/weather", "team-b/search", "x/y"] {
+        round_trip(&store, tag).await;
+    }
+
+    // As routers get it: the PEM text itself.
+    let mut pem = args(None, seeds.clone());
+    pem.redis_ca = Some(std::fs::read_to_string(env("MCP_REDIS_TLS_CA_FILE")).expect("the CA"));
+    round_trip(&Store::new(&pem, "test").expect("a store"), "pem").await;
+
+    let unverified = Store::new(&args(None, seeds), "test").expect("a store");
+    assert!(
+        unverified.get().await.is_err(),
+        "a certificate of an unknown CA was accepted"
+    );
+}
+
 #[test]
 fn configuration_errors_are_clear() {
     let none = Store::new(&args(None, vec![]), "test");
