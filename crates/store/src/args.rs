@@ -144,8 +144,9 @@ impl RedisArgs {
         Ok(info.set_redis_settings(settings))
     }
 
-    /// The CA to verify a TLS node with, from --redis-ca-file (None for a
-    /// plain node or without the flag: the system roots then).
+    /// The CA to verify a TLS node with, from --redis-ca-file or
+    /// --redis-ca (None for a plain node or without either flag: the system
+    /// roots then).
     fn tls_certificates(
         &self,
         addr: &redis::ConnectionAddr,
@@ -183,7 +184,7 @@ impl RedisArgs {
     }
 
     /// A client builder for the cluster's seed nodes, with these
-    /// credentials and, for `rediss://` seeds, the CA of --redis-ca-file:
+    /// credentials and, for `rediss://` seeds, the CA of [`Self::ca_pem`]:
     /// a cluster client verifies every node it discovers with the CA it is
     /// built with, not with the seeds' connection infos.
     pub fn cluster_client_builder(&self) -> Result<ClusterClientBuilder, StoreError> {
