@@ -15,14 +15,14 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_catalog::signature::SigningKey;
 use mcp_operator_store::Store as Redis;
 
-use crate::audit::Expected;
-use crate::backoff::Backoff;
-use crate::deferral::Deferrals;
 use crate::identity::Identities;
-use crate::lease::Shards;
-use crate::membership::Membership;
-use crate::scope::Scope;
-use crate::workload::RouterSettings;
+use crate::publish::audit::Expected;
+use crate::runtime::backoff::Backoff;
+use crate::server::deferral::Deferrals;
+use crate::server::membership::Membership;
+use crate::server::workload::RouterSettings;
+use crate::sharding::lease::Shards;
+use crate::sharding::scope::Scope;
 
 /// A namespaced Kubernetes object the operator reads and writes.
 pub trait Object:

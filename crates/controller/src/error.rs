@@ -18,7 +18,7 @@ pub enum Error {
     #[error("the object has no {0}")]
     Incomplete(&'static str),
     #[error("Redis refused the write: a newer holder of shard {0} has written")]
-    Fenced(crate::shard::ShardId),
+    Fenced(crate::sharding::shard::ShardId),
     #[error("the object changed since this reconcile read it; retrying on the newer version")]
     Conflict,
 }

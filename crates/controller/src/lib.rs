@@ -1,51 +1,31 @@
 //! The operator: four kube-runtime controllers over shared watches.
 //!
-//! - MCPTool, MCPPrompt, MCPResource ([`check`]): check the spec, resolve
-//!   the backend, write conditions.
-//! - MCPServer ([`server`]): assemble the catalog from the Ready members its
-//!   selectors pick, publish it to Redis, apply the router workload, write
-//!   status. A member event reaches the servers that select it now or did
-//!   before ([`membership`]).
+//! - [`member`]: MCPTool, MCPPrompt, MCPResource, one reconciler for all
+//!   three ([`check`]): validate the spec, resolve the backend, write
+//!   conditions.
+//! - [`server`]: MCPServer. Assemble the catalog from the Ready members its
+//!   selectors pick, publish it, apply the router workload, write status.
+//!   A member event reaches the servers that select it now or did before
+//!   (`server::membership`).
+//! - [`publish`]: catalogs to Redis under the shard's fencing token, their
+//!   signing key, and the audit that puts back what Redis lost.
+//! - [`identity`]: each server's Redis user and the Secret its routers read.
+//! - [`sharding`]: namespaces hash to shards, one Lease and holder each.
+//! - [`runtime`]: the client, watches, batching, backoff, status writes,
+//!   metrics and probes every controller runs on.
 //!
 //! Reconcilers read in-memory stores, never LIST; transient errors retry
-//! with per-object backoff ([`backoff`]); invalid specs wait for a change.
-//! Replicas divide the namespaces into shards ([`shard`]), elect a holder
-//! per shard ([`lease`]) and reconcile only the shards they hold; Redis
-//! writes carry the shard's fencing token ([`publish`]).
+//! with per-object backoff; invalid specs wait for a change.
 
-mod acl;
 mod args;
-mod assemble;
-mod audit;
-mod backend;
-mod backoff;
-mod batch;
-mod check;
-mod client;
-mod conditions;
 mod context;
-mod credentials;
-mod deferral;
-mod drift;
 mod error;
-mod http;
 mod identity;
-mod image;
-mod lease;
 mod member;
-mod membership;
-mod nesting;
-mod ownership;
 mod publish;
-mod scope;
+mod runtime;
 mod server;
-mod shard;
-mod signing;
-mod status;
-mod telemetry;
-mod validate;
-mod watch;
-mod workload;
+mod sharding;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,23 +44,27 @@ use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use acl::canonical as canonical_acl_user;
 pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
 pub use error::Error;
+pub use identity::acl::canonical as canonical_acl_user;
 pub use identity::{PASSWORD_ANNOTATION, password_sha256};
+pub use member::validate::MAX_INLINE_BYTES;
+pub use publish::signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use publish::{Outcome, Receipt, publish};
-pub use shard::{FencingToken, ShardId, shard_of};
-pub use signing::{CatalogKeys, load_or_create as load_signing_keys};
-pub use validate::MAX_INLINE_BYTES;
-pub use workload::{ROUTER_PORT, SECRETS_DIR};
+pub use server::workload::{ROUTER_PORT, SECRETS_DIR};
+pub use sharding::shard::{FencingToken, ShardId, shard_of};
 
 use context::{Context, Stores, Trust};
-use image::ImagePolicy;
-use lease::{ElectionConfig, Shards};
 use member::Member;
-use scope::Scope;
-use watch::Deletions::{Include, Skip};
-use workload::RouterSettings;
+use member::check;
+use publish::{audit, signing};
+use runtime::watch::Deletions::{Include, Skip};
+use runtime::{batch, client, http, telemetry, watch};
+use server::image::ImagePolicy;
+use server::workload::RouterSettings;
+use sharding::lease;
+use sharding::lease::{ElectionConfig, Shards};
+use sharding::scope::Scope;
 
 /// Runs the controllers until SIGTERM or Ctrl-C, then hands the shards over.
 pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Result<()> {

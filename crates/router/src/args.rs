@@ -1,5 +1,5 @@
 //! The router's command-line flags; each also reads the environment
-//! variable the operator's Deployment sets (crates/controller/src/workload.rs).
+//! variable the operator's Deployment sets (crates/controller/src/server/workload.rs).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

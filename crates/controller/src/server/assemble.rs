@@ -15,9 +15,9 @@ use mcp_operator_catalog::{
     Tool,
 };
 
-use crate::conditions;
 use crate::member::Member;
-use crate::membership::server_id;
+use crate::runtime::conditions;
+use crate::server::membership::server_id;
 
 /// The members a server selected, sorted by object name.
 pub struct Selection {

@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::broadcast;
 
-use crate::telemetry;
+use crate::runtime::telemetry;
 
 /// Room for namespaces selected while a consumer is busy; a consumer that
 /// falls further behind misses some, as it would miss a gained shard.

@@ -12,11 +12,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
 use crate::context::Context;
 use crate::error::Error;
+use crate::member::backend;
 use crate::member::{self, Member};
-use crate::{backend, status, telemetry};
+use crate::runtime::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
+use crate::runtime::{status, telemetry};
 
 #[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
 pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<Action, Error> {

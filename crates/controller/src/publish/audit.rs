@@ -30,8 +30,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::context::Context;
-use crate::lease::Ownership;
-use crate::membership::server_id;
+use crate::server::membership::server_id;
+use crate::sharding::lease::Ownership;
 
 /// Servers read at once by one audit pass.
 const CONCURRENCY: usize = 8;

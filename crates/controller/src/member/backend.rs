@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_operator_api::Backend;
 
-use crate::validate::Problem;
+use crate::member::validate::Problem;
 
 /// `http://<service>.<namespace>.svc:<port><path>`, or why not.
 pub fn resolve(

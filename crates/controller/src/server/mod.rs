@@ -2,6 +2,14 @@
 //! to Redis → apply the router workload → write status. A finalizer removes
 //! the catalog and publishes a tombstone when the server is deleted.
 
+pub mod assemble;
+pub mod deferral;
+pub mod drift;
+pub mod image;
+pub mod membership;
+pub mod ownership;
+pub mod workload;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -17,20 +25,18 @@ use kube::{Resource, ResourceExt};
 use mcp_operator_api::{MCPServer, MCPServerStatus};
 use mcp_operator_catalog::{HeaderValue, Published, ResourceContent};
 
-use crate::assemble::{Selection, assemble};
-use crate::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
 use crate::context::{Context, FIELD_MANAGER, Object};
-use crate::deferral;
-use crate::drift;
 use crate::error::Error;
 use crate::member::Member;
-use crate::membership::{MemberKey, selected, server_id};
-use crate::ownership::{self, Conflict};
+use crate::member::validate::Problem;
 use crate::publish::{self, Outcome};
-use crate::shard::FencingToken;
-use crate::validate::Problem;
-use crate::workload::{self, Workload};
-use crate::{status, telemetry};
+use crate::runtime::conditions::{self, CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
+use crate::runtime::{status, telemetry};
+use crate::server::assemble::{Selection, assemble};
+use crate::server::membership::{MemberKey, selected, server_id};
+use crate::sharding::shard::FencingToken;
+use ownership::Conflict;
+use workload::Workload;
 
 /// Held by every MCPServer until its catalog is gone from Redis.
 pub const FINALIZER: &str = "kubemcp.io/catalog";

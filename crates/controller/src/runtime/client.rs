@@ -14,7 +14,7 @@ use kube::client::{Body, ClientBuilder};
 use kube::{Client, Config};
 use tower::{Layer, Service};
 
-use crate::nesting::{MAX_DEPTH, NestingLimit};
+use crate::runtime::nesting::{MAX_DEPTH, NestingLimit};
 
 /// A client from the inferred configuration (in-cluster or KUBECONFIG).
 pub async fn infer() -> anyhow::Result<Client> {

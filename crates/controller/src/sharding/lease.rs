@@ -31,7 +31,7 @@ use kube::{Client, ResourceExt};
 use rand::seq::SliceRandom;
 use tokio::sync::broadcast;
 
-use crate::shard::{FencingToken, ShardId, shard_of};
+use crate::sharding::shard::{FencingToken, ShardId, shard_of};
 
 const LABEL: &str = "kubemcp.io/lease";
 

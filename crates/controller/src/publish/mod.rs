@@ -11,6 +11,9 @@
 //!
 //! The load test and the router tests publish through [`publish`] too.
 
+pub mod audit;
+pub mod signing;
+
 use std::sync::LazyLock;
 
 use mcp_operator_catalog::signature::SigningKey;
@@ -19,7 +22,7 @@ use mcp_operator_store::Store;
 use redis::{Script, ScriptInvocation};
 
 use crate::error::Error;
-use crate::shard::FencingToken;
+use crate::sharding::shard::FencingToken;
 
 /// Shared by both scripts: KEYS[3] is the fence, ARGV[1..4] the token.
 /// Refuses a lower token of the same shard layout and shard (returns -1);
@@ -178,7 +181,7 @@ mod tests {
     use mcp_operator_store::RedisArgs;
 
     use super::*;
-    use crate::shard::ShardId;
+    use crate::sharding::shard::ShardId;
 
     fn store(cluster: bool) -> Store {
         let var = |name: &str| {

@@ -17,7 +17,7 @@ use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
 use serde_json::json;
 
 use crate::identity::{PASSWORD_ANNOTATION, RouterIdentity};
-use crate::image::ImagePolicy;
+use crate::server::image::ImagePolicy;
 
 /// Where routers listen, and the port name the Service targets.
 pub const ROUTER_PORT: i32 = 8080;
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn builds_the_fixture_workload() {
         let server: MCPServer =
-            serde_yaml_ng::from_str(include_str!("../tests/fixtures/server.yaml"))
+            serde_yaml_ng::from_str(include_str!("../../tests/fixtures/server.yaml"))
                 .expect("the fixture");
         let owner = server
             .controller_owner_ref(&())

@@ -2,6 +2,10 @@
 //! MCPResource): how each is checked, what it is keyed by in a catalog,
 //! which selector of an MCPServer picks it, and its status shape.
 
+pub mod backend;
+pub mod check;
+pub mod validate;
+
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -11,7 +15,7 @@ use mcp_operator_api::{Backend, MCPPrompt, MCPResource, MCPServerSpec, MCPTool};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::validate::{self, Problem};
+use validate::Problem;
 
 /// A member kind, for logs, metrics, status and the membership index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -12,6 +12,9 @@
 //! or it is the first time), and the new hash goes to the pod template and
 //! the ACL user, so the routers roll onto the new password.
 
+pub mod acl;
+pub mod credentials;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,19 +24,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use mcp_operator_api::MCPServer;
-use mcp_operator_catalog::{ServerId, acl};
+use mcp_operator_catalog::ServerId;
+use mcp_operator_catalog::acl as user;
 use mcp_operator_store::{Password, RedisArgs};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::acl::Acl;
 use crate::args::RouterCredentials;
-use crate::audit;
-use crate::conditions::{Desired, REDIS_ISOLATED};
 use crate::context::Context;
-use crate::credentials;
+use crate::publish::audit;
+use crate::runtime::conditions::{Desired, REDIS_ISOLATED};
+use acl::Acl;
+
 use crate::error::Error;
-use crate::membership::server_id;
+use crate::server::membership::server_id;
 
 /// The pod template annotation with the SHA-256 of the routers' password.
 pub const PASSWORD_ANNOTATION: &str = "kubemcp.io/redis-password-sha256";
@@ -143,7 +147,7 @@ impl Identities {
     /// The credentials to offer when creating the Secret.
     fn candidate(&self, server: &ServerId) -> (String, String) {
         match &self.mode {
-            Mode::Isolated(_) => (acl::username(server), credentials::generate()),
+            Mode::Isolated(_) => (user::username(server), credentials::generate()),
             Mode::Shared { username, password } => (username.clone(), password.expose().to_owned()),
         }
     }
@@ -158,7 +162,7 @@ impl Identities {
     ) -> Result<RouterIdentity, Error> {
         let id = server_id(server);
         let (username, password) = self.candidate(&id);
-        let offered = acl::password_sha256(&password);
+        let offered = user::password_sha256(&password);
         let created = credentials::create(&ctx.client, server, owner, &username, &password).await?;
         let hash = match self.recorded(ctx, server) {
             Some(recorded) if !created && self.holds(&recorded, &offered) => recorded,
@@ -178,7 +182,7 @@ impl Identities {
         };
         self.known().insert(id, hash.clone());
         Ok(RouterIdentity {
-            secret: acl::secret_name(&server.name_any()),
+            secret: user::secret_name(&server.name_any()),
             password_sha256: hash,
         })
     }
@@ -293,7 +297,7 @@ async fn check(ctx: &Context, tx: &UnboundedSender<ObjectRef<MCPServer>>) {
                 metrics::counter!("mcp_operator_router_secrets_created_total").increment(1);
                 identities
                     .known()
-                    .insert(id, acl::password_sha256(&password));
+                    .insert(id, user::password_sha256(&password));
                 if tx.send(ObjectRef::from_obj(&*server)).is_err() {
                     return;
                 }

@@ -14,7 +14,7 @@ use mcp_operator_catalog::acl;
 use serde_json::json;
 
 use crate::error::Error;
-use crate::workload;
+use crate::server::workload;
 
 /// A fresh random password: 32 bytes, hex.
 pub fn generate() -> String {

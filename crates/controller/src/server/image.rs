@@ -2,7 +2,7 @@
 //! server's Redis credential and its backend Secrets, so a tenant may not
 //! pick one the platform team has not allowed.
 
-use crate::validate::Problem;
+use crate::member::validate::Problem;
 
 /// The operator's default router image and the patterns other images must
 /// match (`--allowed-router-images`).
