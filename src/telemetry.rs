@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use mcp_operator_catalog::router::env as router_env;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -20,7 +21,7 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct LogArgs {
     /// Log line format. The level comes from RUST_LOG (default: info).
-    #[arg(long, env = "MCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = router_env::LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 

@@ -29,6 +29,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use mcp_operator_catalog::{ServerId, keys};
 use mcp_operator_controller::shard_of;
+use mcp_operator_store::env as redis_var;
 use mcp_operator_store::{RedisArgs, Store};
 
 /// Timings of a replica group.
@@ -96,13 +97,13 @@ impl Redis {
         };
         Ok(if cluster {
             Redis::Cluster(
-                var("MCP_REDIS_CLUSTER_URLS")?
+                var(redis_var::CLUSTER_URLS)?
                     .split(',')
                     .map(str::to_owned)
                     .collect(),
             )
         } else {
-            Redis::Single(var("MCP_REDIS_URL")?)
+            Redis::Single(var(redis_var::URL)?)
         })
     }
 
@@ -218,8 +219,8 @@ impl Replica {
         }
         let child = command
             .args(args)
-            .env_remove("MCP_REDIS_URL")
-            .env_remove("MCP_REDIS_CLUSTER_URLS")
+            .env_remove(redis_var::URL)
+            .env_remove(redis_var::CLUSTER_URLS)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

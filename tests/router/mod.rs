@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mcp_operator_api::{HttpMethod, PromptArgument, PromptMessage, Role, ToolAnnotations};
+use mcp_operator_catalog::router::env as router_env;
 use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, SigningKey};
 use mcp_operator_catalog::{
     Catalog, Endpoint, Header, HeaderValue, Invalidation, Prompt, Published, Resource,
@@ -402,9 +403,9 @@ impl RouterProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
         command
             .arg("router")
-            .env("MCP_SERVER", server.to_string())
-            .env("MCP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MCP_SECRETS_DIR", secrets_dir())
+            .env(router_env::SERVER, server.to_string())
+            .env(router_env::LISTEN, format!("127.0.0.1:{port}"))
+            .env(router_env::SECRETS_DIR, secrets_dir())
             .env("MCP_MAX_RESPONSE_BYTES", (1 << 20).to_string())
             .env("MCP_RESYNC_INTERVAL", "30s")
             .env("RUST_LOG", "info")

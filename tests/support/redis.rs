@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU32;
 
-use mcp_operator_store::RedisArgs;
+use mcp_operator_store::{RedisArgs, env};
 
 use super::testenv_var;
 
@@ -20,16 +20,8 @@ impl Redis {
     /// see (clap refuses both at once).
     pub fn env(self) -> (&'static str, String, &'static str) {
         match self {
-            Self::Single => (
-                "MCP_REDIS_URL",
-                testenv_var("MCP_REDIS_URL"),
-                "MCP_REDIS_CLUSTER_URLS",
-            ),
-            Self::Cluster => (
-                "MCP_REDIS_CLUSTER_URLS",
-                testenv_var("MCP_REDIS_CLUSTER_URLS"),
-                "MCP_REDIS_URL",
-            ),
+            Self::Single => (env::URL, testenv_var(env::URL), env::CLUSTER_URLS),
+            Self::Cluster => (env::CLUSTER_URLS, testenv_var(env::CLUSTER_URLS), env::URL),
         }
     }
 }

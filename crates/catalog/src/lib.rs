@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod keys;
+pub mod router;
 pub mod signature;
 
 use std::fmt;

@@ -42,6 +42,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client};
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
+use mcp_operator_store::env as redis_var;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use args::{ControllerArgs, RouterCredentials, ShardingArgs};
@@ -51,7 +52,6 @@ pub use identity::{PASSWORD_ANNOTATION, password_sha256};
 pub use member::validate::MAX_INLINE_BYTES;
 pub use publish::signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use publish::{Outcome, Receipt, publish};
-pub use server::workload::{ROUTER_PORT, SECRETS_DIR};
 pub use sharding::shard::{FencingToken, ShardId, shard_of};
 
 use context::{Context, Stores, Trust};
@@ -439,9 +439,9 @@ fn router_settings(
         value_from: None,
     };
     let mut redis_env = match (&args.router_redis_url, &args.redis.redis_url) {
-        (Some(url), _) | (None, Some(url)) => vec![env("MCP_REDIS_URL", url.clone())],
+        (Some(url), _) | (None, Some(url)) => vec![env(redis_var::URL, url.clone())],
         (None, None) => vec![env(
-            "MCP_REDIS_CLUSTER_URLS",
+            redis_var::CLUSTER_URLS,
             args.redis.redis_cluster_urls.join(","),
         )],
     };
@@ -449,7 +449,7 @@ fn router_settings(
     if let Some(pem) = args.redis.ca_pem()? {
         let pem = String::from_utf8(pem)
             .map_err(|_| anyhow::anyhow!("--redis-ca-file is not a PEM text file"))?;
-        redis_env.push(env("MCP_REDIS_CA", pem));
+        redis_env.push(env(redis_var::CA, pem));
     }
     let images = ImagePolicy::new(args.router_image.clone(), &args.allowed_router_images)
         .map_err(|error| anyhow::anyhow!("--allowed-router-images: {error}"))?;

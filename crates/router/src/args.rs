@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use mcp_operator_catalog::ServerId;
+use mcp_operator_catalog::router::{self, env};
 use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, TrustedKeys};
 use mcp_operator_store::RedisArgs;
 
@@ -14,7 +15,7 @@ use mcp_operator_store::RedisArgs;
 #[derive(Args, Clone, Debug)]
 pub struct RouterArgs {
     /// The MCPServer whose catalog this router serves, as namespace/name.
-    #[arg(long, env = "MCP_SERVER", value_parser = parse_server)]
+    #[arg(long, env = env::SERVER, value_parser = parse_server)]
     pub server: ServerId,
 
     /// The public keys whose signatures on the catalog this router trusts,
@@ -26,16 +27,12 @@ pub struct RouterArgs {
     pub catalog_public_keys: TrustedKeys,
 
     /// Address the MCP endpoint (/mcp), probes and /metrics listen on.
-    #[arg(long, env = "MCP_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = env::LISTEN, default_value_t = SocketAddr::from(([0, 0, 0, 0], router::PORT)))]
     pub listen: SocketAddr,
 
     /// Where backend header Secrets are mounted: one directory per Secret,
     /// one file per key.
-    #[arg(
-        long,
-        env = "MCP_SECRETS_DIR",
-        default_value = "/var/run/secrets/kubemcp.io/backends"
-    )]
+    #[arg(long, env = env::SECRETS_DIR, default_value = router::SECRETS_DIR)]
     pub secrets_dir: PathBuf,
 
     /// Sends requests for a backend host to this address instead of

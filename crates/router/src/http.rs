@@ -18,6 +18,8 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use mcp_operator_catalog::router;
+
 use crate::args::LimitArgs;
 use crate::auth::Auth;
 use crate::catalog::CatalogState;
@@ -86,11 +88,11 @@ pub fn app(parts: Parts) -> Router {
         ))
         .service(mcp);
     Router::new()
-        .route_service("/mcp", mcp)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready).with_state(state))
+        .route_service(router::MCP_PATH, mcp)
+        .route(router::HEALTH_PATH, get(|| async { "ok" }))
+        .route(router::READY_PATH, get(ready).with_state(state))
         .route(
-            "/metrics",
+            router::METRICS_PATH,
             get(move || std::future::ready(prometheus.render())),
         )
         .layer(TraceLayer::new_for_http())

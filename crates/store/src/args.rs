@@ -11,26 +11,36 @@ use deadpool_redis::redis::{self, ConnectionInfo, IntoConnectionInfo};
 
 use crate::StoreError;
 
+/// The environment variables of the Redis flags, which the operator also
+/// sets on its routers.
+pub mod env {
+    pub const URL: &str = "MCP_REDIS_URL";
+    pub const CLUSTER_URLS: &str = "MCP_REDIS_CLUSTER_URLS";
+    pub const USERNAME: &str = "MCP_REDIS_USERNAME";
+    pub const PASSWORD: &str = "MCP_REDIS_PASSWORD";
+    pub const CA: &str = "MCP_REDIS_CA";
+}
+
 /// Redis settings shared by `mcp-operator controller` and `router`.
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
     /// URL of a single Redis node, e.g. redis://redis:6379.
-    #[arg(long, env = "MCP_REDIS_URL", conflicts_with = "redis_cluster_urls")]
+    #[arg(long, env = env::URL, conflicts_with = "redis_cluster_urls")]
     pub redis_url: Option<String>,
 
     /// Comma-separated seed URLs of a Redis Cluster; any reachable subset
     /// of the nodes will do.
-    #[arg(long, env = "MCP_REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    #[arg(long, env = env::CLUSTER_URLS, value_delimiter = ',')]
     pub redis_cluster_urls: Vec<String>,
 
     /// Redis ACL user to authenticate as (AUTH / HELLO); without it the
     /// password alone authenticates the `default` user.
-    #[arg(long, env = "MCP_REDIS_USERNAME", requires = "redis_password")]
+    #[arg(long, env = env::USERNAME, requires = "redis_password")]
     pub redis_username: Option<String>,
 
     /// Password of --redis-username. Routers get theirs by secretKeyRef;
     /// never put it in a URL or a literal env value.
-    #[arg(long, env = "MCP_REDIS_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = env::PASSWORD, hide_env_values = true)]
     pub redis_password: Option<Password>,
 
     /// PEM file of the CA that signed the Redis nodes' TLS certificates
@@ -41,7 +51,7 @@ pub struct RedisArgs {
 
     /// The same CA as PEM text, as the operator passes its own
     /// --redis-ca-file to routers (a CA certificate is public).
-    #[arg(long, env = "MCP_REDIS_CA", conflicts_with = "redis_ca_file")]
+    #[arg(long, env = env::CA, conflicts_with = "redis_ca_file")]
     pub redis_ca: Option<String>,
 
     /// Connections kept in the pool.
@@ -97,8 +107,8 @@ impl RedisArgs {
         Self {
             redis_url: url,
             redis_cluster_urls: cluster_urls,
-            redis_username: std::env::var("MCP_REDIS_USERNAME").ok(),
-            redis_password: std::env::var("MCP_REDIS_PASSWORD").ok().map(Password),
+            redis_username: std::env::var(env::USERNAME).ok(),
+            redis_password: std::env::var(env::PASSWORD).ok().map(Password),
             redis_ca_file: None,
             redis_ca: None,
             redis_pool_size: 8,

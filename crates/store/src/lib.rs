@@ -17,7 +17,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-pub use args::{Password, RedisArgs};
+pub use args::{Password, RedisArgs, env};
 
 /// Why Redis could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -15,11 +15,13 @@ use axum::Json;
 use axum::routing::post;
 use clap::Parser;
 use mcp_operator_api::HttpMethod;
+use mcp_operator_catalog::router::env as router_env;
 use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, SigningKey};
 use mcp_operator_catalog::{Catalog, Endpoint, Published, ServerId, ServerInfo, Source, Tool};
 use mcp_operator_chaos::report::{quantile, today, write_section};
 use mcp_operator_chaos::traffic;
 use mcp_operator_controller::{FencingToken, ShardId};
+use mcp_operator_store::env as redis_var;
 use mcp_operator_store::{RedisArgs, Store};
 use serde_json::{Value, json};
 
@@ -41,7 +43,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     tools: usize,
     /// Redis of the testenv.
-    #[arg(long, env = "MCP_REDIS_URL")]
+    #[arg(long, env = redis_var::URL)]
     redis_url: String,
 }
 
@@ -96,10 +98,10 @@ async fn main() -> anyhow::Result<()> {
     let router = Router(
         Command::new(&args.binary)
             .arg("router")
-            .env("MCP_SERVER", server.to_string())
-            .env("MCP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MCP_REDIS_URL", &args.redis_url)
-            .env_remove("MCP_REDIS_CLUSTER_URLS")
+            .env(router_env::SERVER, server.to_string())
+            .env(router_env::LISTEN, format!("127.0.0.1:{port}"))
+            .env(redis_var::URL, &args.redis_url)
+            .env_remove(redis_var::CLUSTER_URLS)
             .env(PUBLIC_KEYS_ENV, key.public_key().to_string())
             .env(
                 "MCP_RESOLVE",

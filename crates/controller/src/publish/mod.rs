@@ -191,13 +191,13 @@ mod tests {
         let (redis_url, redis_cluster_urls) = if cluster {
             (
                 None,
-                var("MCP_REDIS_CLUSTER_URLS")
+                var(mcp_operator_store::env::CLUSTER_URLS)
                     .split(',')
                     .map(str::to_owned)
                     .collect(),
             )
         } else {
-            (Some(var("MCP_REDIS_URL")), vec![])
+            (Some(var(mcp_operator_store::env::URL)), vec![])
         };
         let args = RedisArgs {
             redis_pool_size: 2,

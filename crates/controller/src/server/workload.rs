@@ -13,21 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use mcp_operator_api::MCPServer;
 use mcp_operator_catalog::acl;
+use mcp_operator_catalog::router::{self, env};
 use mcp_operator_catalog::signature::PUBLIC_KEYS_ENV;
+use mcp_operator_store::env as redis_var;
 use serde_json::json;
 
 use crate::identity::{PASSWORD_ANNOTATION, RouterIdentity};
 use crate::server::image::ImagePolicy;
-
-/// Where routers listen, and the port name the Service targets.
-pub const ROUTER_PORT: i32 = 8080;
-/// Where a router finds the Secrets its backend headers name: one
-/// directory per Secret, one file per key.
-pub const SECRETS_DIR: &str = "/var/run/secrets/kubemcp.io/backends";
-
-/// Environment variables of this prefix configure a router (which catalog,
-/// Redis and Secrets it uses): only the operator sets them.
-pub const OPERATOR_ENV_PREFIX: &str = "MCP_";
 
 /// What the operator passes to every router.
 #[derive(Clone, Debug)]
@@ -91,7 +83,7 @@ fn selector_labels(server: &MCPServer) -> BTreeMap<String, String> {
 /// routers' Redis credentials. `secrets` are the Secrets the catalog's
 /// backend headers read, with the keys they read; only those keys are
 /// mounted (optional, so a missing one fails only the calls that need it),
-/// under [`SECRETS_DIR`].
+/// under [`router::SECRETS_DIR`].
 pub fn build(
     server: &MCPServer,
     owner: &OwnerReference,
@@ -125,21 +117,19 @@ pub fn build(
     }))?;
 
     let mut operator_env = vec![
-        json!({"name": "MCP_SERVER", "value": format!("{namespace}/{name}")}),
-        json!({"name": "MCP_LISTEN", "value": format!("0.0.0.0:{ROUTER_PORT}")}),
-        json!({"name": "MCP_SECRETS_DIR", "value": SECRETS_DIR}),
-        json!({"name": "MCP_LOG_FORMAT", "value": "json"}),
+        json!({"name": env::SERVER, "value": format!("{namespace}/{name}")}),
+        json!({"name": env::LISTEN, "value": format!("0.0.0.0:{}", router::PORT)}),
+        json!({"name": env::SECRETS_DIR, "value": router::SECRETS_DIR}),
+        json!({"name": env::LOG_FORMAT, "value": "json"}),
         json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
     ];
     operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
     // Credentials only by reference, never as a literal value.
     let from_secret = |key: &str| json!({"secretKeyRef": {"name": identity.secret, "key": key}});
-    operator_env.push(
-        json!({"name": "MCP_REDIS_USERNAME", "valueFrom": from_secret(acl::SECRET_USERNAME)}),
-    );
-    operator_env.push(
-        json!({"name": "MCP_REDIS_PASSWORD", "valueFrom": from_secret(acl::SECRET_PASSWORD)}),
-    );
+    operator_env
+        .push(json!({"name": redis_var::USERNAME, "valueFrom": from_secret(acl::SECRET_USERNAME)}));
+    operator_env
+        .push(json!({"name": redis_var::PASSWORD, "valueFrom": from_secret(acl::SECRET_PASSWORD)}));
     let env = router_env(&spec.env, operator_env);
 
     let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
@@ -151,7 +141,7 @@ pub fn build(
             .map(|key| json!({"key": key, "path": key}))
             .collect();
         volumes.push(json!({"name": volume, "secret": {"secretName": secret, "optional": true, "items": items}}));
-        mounts.push(json!({"name": volume, "mountPath": format!("{SECRETS_DIR}/{secret}"), "readOnly": true}));
+        mounts.push(json!({"name": volume, "mountPath": format!("{}/{secret}", router::SECRETS_DIR), "readOnly": true}));
     }
     let resources = spec.resources.as_ref().map_or_else(
         || json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}),
@@ -192,11 +182,11 @@ pub fn build(
                         "name": "router",
                         "image": image,
                         "args": ["router"],
-                        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": router::PORT, "protocol": "TCP"}],
                         "env": env,
                         "resources": resources,
-                        "livenessProbe": probe("/healthz"),
-                        "readinessProbe": probe("/readyz"),
+                        "livenessProbe": probe(router::HEALTH_PATH),
+                        "readinessProbe": probe(router::READY_PATH),
                         "securityContext": {
                             "allowPrivilegeEscalation": false,
                             "readOnlyRootFilesystem": true,
@@ -278,7 +268,7 @@ fn router_env(own: &[EnvVar], operator: Vec<serde_json::Value>) -> Vec<serde_jso
     let mut names = BTreeSet::new();
     let mut env: Vec<serde_json::Value> = own
         .iter()
-        .filter(|e| !e.name.starts_with(OPERATOR_ENV_PREFIX))
+        .filter(|e| !e.name.starts_with(env::PREFIX))
         .filter(|e| {
             let taken_by_operator = operator
                 .iter()
