@@ -14,7 +14,7 @@ BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
 
-.PHONY: help demo demo-down build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
+.PHONY: help demo demo-down build image crds lint fmt testenv testenv-down test test-unit test-mcp chaos loadtest loadtest-router
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ testenv-down: ## Stop the control plane and Redis and remove their state
 
 test: lint ## Everything: unit tests, integration tests and real MCP clients against the testenv
 	$(TESTENV) run -- bash -c '$(CARGO) test --workspace --all-targets && tests/mcp/run.sh'
+
+test-unit: ## Only the pure tests: nothing started, no apiserver, no Redis
+	$(CARGO) test --workspace --lib --bins
 
 test-mcp: ## Real MCP clients (Python SDK, official conformance suite) against a router
 	$(TESTENV) run -- tests/mcp/run.sh

@@ -728,6 +728,15 @@ pub async fn invalid_specs_are_explained_and_isolated(redis: Redis) {
         got.contains("spec.toolSelector is not a valid label selector"),
         "{got}"
     );
+    let note = support::event(
+        &env.client,
+        &env.ns,
+        "bad-selector",
+        "Warning",
+        "InvalidSpec",
+    )
+    .await;
+    assert!(note.contains("spec.toolSelector"), "{note}");
 
     // The good tool is served; every bad member is listed as not served.
     let published = published_version(&env, "ok", 1).await;
@@ -1002,6 +1011,9 @@ pub async fn service_deletion_flips_backend_resolved(redis: Redis) {
         "ServiceNotFound",
     )
     .await;
+    // The flip is in the tool's Events; Ready's identical one is not.
+    let note = support::event(&env.client, &env.ns, "tool", "Warning", "ServiceNotFound").await;
+    assert!(note.starts_with("BackendResolved: "), "{note}");
     let tool_now = env.api::<MCPTool>().get("tool").await.expect("tool");
     assert_eq!(
         tool_now.status.and_then(|s| s.resolved_endpoint),
@@ -1019,6 +1031,7 @@ pub async fn service_deletion_flips_backend_resolved(redis: Redis) {
         "Resolved",
     )
     .await;
+    support::event(&env.client, &env.ns, "tool", "Normal", "Resolved").await;
     published_version(&env, "s", 1).await;
 }
 

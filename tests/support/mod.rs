@@ -198,6 +198,37 @@ where
     found.as_ref().and_then(matches).expect("the condition")
 }
 
+/// Waits, by watching, until an Event of `type_` and `reason` is recorded
+/// on the object `name` in `namespace`; returns its note.
+pub async fn event(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+) -> String {
+    use futures::TryStreamExt;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let matching = watcher(api, watcher::Config::default())
+        .applied_objects()
+        .try_filter(|event| {
+            std::future::ready(
+                event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && event.type_.as_deref() == Some(type_)
+                    && event.reason.as_deref() == Some(reason),
+            )
+        });
+    let mut matching = std::pin::pin!(matching);
+    let event = tokio::time::timeout(WAIT, matching.try_next())
+        .await
+        .unwrap_or_else(|_| panic!("no {type_} Event {reason} on {name} within {WAIT:?}"))
+        .expect("watching Events")
+        .expect("the Event watch ended");
+    event.note.unwrap_or_default()
+}
+
 /// A kubeconfig, written into `dir`, that acts as the ServiceAccount
 /// `namespace/name`: the admin kubeconfig's cluster with a token from the
 /// TokenRequest API instead of its user.

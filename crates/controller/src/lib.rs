@@ -51,7 +51,7 @@ pub use identity::acl::canonical as canonical_acl_user;
 pub use identity::{PASSWORD_ANNOTATION, password_sha256};
 pub use member::validate::MAX_INLINE_BYTES;
 pub use publish::signing::{CatalogKeys, load_or_create as load_signing_keys};
-pub use publish::{Outcome, Receipt, publish};
+pub use publish::{Outcome, Receipt, publish, remove as remove_catalog};
 pub use sharding::shard::{FencingToken, ShardId, shard_of};
 
 use context::{Context, Stores, Trust};
@@ -147,7 +147,7 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
             let deployments = deployments.clone();
             move |d: &Deployment| {
                 let present = deployments.get(&ObjectRef::from_obj(d)).is_some();
-                Some(server::deployment_digest(d, present))
+                Some(server::status::deployment_digest(d, present))
             }
         },
         PredicateConfig::default(),
@@ -562,7 +562,9 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
 /// How soon a reconcile whose status write conflicted runs again.
 const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Consumes a controller's results: a success clears the object's backoff.
+/// Consumes a controller's results: a success clears the object's backoff,
+/// and so does its deletion (kube-runtime drops the retry of an object
+/// that is gone), or deleted objects would count as pending for good.
 async fn drain<K, S>(results: S, ctx: &Context)
 where
     K: kube::Resource<DynamicType = ()>,
@@ -573,12 +575,14 @@ where
     results
         .for_each(|result| {
             match result {
-                Ok((object, _)) => ctx.backoff.succeeded(&object.to_string()),
+                Ok((object, _)) => ctx.backoff.forget(&object.to_string()),
                 Err(controller::Error::ObjectNotFound(object)) => {
                     tracing::debug!(%object, "object deleted before its reconcile");
+                    ctx.backoff.forget(&object.to_string());
                 }
                 Err(error) => tracing::debug!(%error, "reconcile did not complete"),
             }
+            telemetry::retries_pending(ctx.backoff.pending());
             std::future::ready(())
         })
         .await;

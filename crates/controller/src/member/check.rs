@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::Context;
@@ -17,7 +16,7 @@ use crate::error::Error;
 use crate::member::backend;
 use crate::member::{self, Member};
 use crate::runtime::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
-use crate::runtime::{status, telemetry};
+use crate::runtime::{events, status, telemetry};
 
 #[tracing::instrument(skip_all, fields(kind = M::KIND.as_str(), namespace = member.namespace(), name = %member.name_any()))]
 pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -29,9 +28,12 @@ pub async fn reconcile<M: Member>(member: Arc<M>, ctx: Arc<Context>) -> Result<A
     if let Err(wait) = ctx.shards.ownership(&namespace).token() {
         return Ok(wait);
     }
-    let timer = telemetry::ReconcileTimer::start(M::KIND.as_str());
+    let mut timer = telemetry::ReconcileTimer::start(M::KIND.as_str());
     let result = check_and_record(&*member, &namespace, &ctx).await;
-    timer.finish(result.as_ref().err().map(Error::metric_label));
+    if let Err(error) = &result {
+        timer.failed(error);
+        events::reconcile_failed(&ctx.recorder, &member.object_ref(&()), error).await;
+    }
     result
 }
 
@@ -52,7 +54,15 @@ async fn check_and_record<M: Member>(
             member::status(conditions.clone(), generation, endpoint),
         )
         .await?;
-        announce_ready_flip(member, &conditions, ctx).await;
+        let object = member.object_ref(&());
+        events::conditions_changed(
+            &ctx.recorder,
+            &object,
+            member.conditions(),
+            &conditions,
+            "Check",
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -104,46 +114,6 @@ fn check<M: Member>(member: &M, namespace: &str, ctx: &Context) -> (Vec<Desired>
     (desired, endpoint)
 }
 
-/// An Event on the object when Ready changes status, so `kubectl describe`
-/// shows the history. A member's first Ready=True is no news (the condition
-/// says it) and would double the requests of a cold start, so only a first
-/// Ready=False and later flips are announced.
-async fn announce_ready_flip<M: Member>(
-    member: &M,
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    ctx: &Context,
-) {
-    let before = conditions::find(member.conditions(), READY).map(|c| c.status.as_str());
-    let Some(after) = conditions::find(conditions, READY) else {
-        return;
-    };
-    if !worth_an_event(before, &after.status) {
-        return;
-    }
-    let event = Event {
-        type_: if after.status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: after.reason.clone(),
-        note: Some(after.message.clone()),
-        action: "Check".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &member.object_ref(&())).await {
-        tracing::warn!(%error, "could not record an event");
-    }
-}
-
-/// Whether Ready going from `before` to `after` is news.
-fn worth_an_event(before: Option<&str>, after: &str) -> bool {
-    match before {
-        Some(before) => before != after,
-        None => after != "True",
-    }
-}
-
 /// The members of kind `M` whose backend is the Service `service`.
 pub fn members_behind<M: Member>(service: &Service, members: &[Arc<M>]) -> Vec<ObjectRef<M>> {
     let namespace = service.namespace();
@@ -155,18 +125,4 @@ pub fn members_behind<M: Member>(service: &Service, members: &[Arc<M>]) -> Vec<O
         })
         .map(|m| ObjectRef::from_obj(&**m))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::worth_an_event;
-
-    #[test]
-    fn flips_and_a_first_failure_are_announced_a_first_success_is_not() {
-        assert!(!worth_an_event(None, "True"));
-        assert!(worth_an_event(None, "False"));
-        assert!(worth_an_event(Some("True"), "False"));
-        assert!(worth_an_event(Some("False"), "True"));
-        assert!(!worth_an_event(Some("False"), "False"));
-    }
 }

@@ -39,8 +39,8 @@ impl Backoff {
         ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 
-    /// Forgets `key`'s failures after a successful reconcile.
-    pub fn succeeded(&self, key: &str) {
+    /// Forgets `key`'s failures: it reconciled, or it is gone.
+    pub fn forget(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -86,7 +86,7 @@ mod tests {
             backoff.failed("ns/a");
         }
         assert!(backoff.failed("ns/b") <= Duration::from_millis(100));
-        backoff.succeeded("ns/a");
+        backoff.forget("ns/a");
         assert!(backoff.failed("ns/a") <= Duration::from_millis(100));
     }
 }

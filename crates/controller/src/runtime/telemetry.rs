@@ -3,13 +3,17 @@
 
 use std::time::Instant;
 
+use crate::error::Error;
+
 pub const PREFIX: &str = "mcp_operator";
 
 /// Times one reconcile of `kind` and counts it, with its error label if it
-/// failed.
+/// failed. It records when dropped, so a reconcile that is cancelled or
+/// panics still leaves the in-flight gauge and the histogram right.
 pub struct ReconcileTimer {
     kind: &'static str,
     started: Instant,
+    error: Option<&'static str>,
 }
 
 impl ReconcileTimer {
@@ -18,16 +22,24 @@ impl ReconcileTimer {
         Self {
             kind,
             started: Instant::now(),
+            error: None,
         }
     }
 
-    pub fn finish(self, error: Option<&'static str>) {
+    /// Marks the reconcile failed with `error`'s label.
+    pub fn failed(&mut self, error: &Error) {
+        self.error = Some(error.metric_label());
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
         let kind = self.kind;
         metrics::gauge!("mcp_operator_reconciles_in_flight", "kind" => kind).decrement(1.0);
         metrics::histogram!("mcp_operator_reconcile_duration_seconds", "kind" => kind)
             .record(self.started.elapsed());
         metrics::counter!("mcp_operator_reconciles_total", "kind" => kind).increment(1);
-        if let Some(error) = error {
+        if let Some(error) = self.error {
             metrics::counter!("mcp_operator_reconcile_errors_total", "kind" => kind, "error" => error)
                 .increment(1);
         }

@@ -5,14 +5,14 @@
 //! first wins.
 //! Everything left out is listed, with the reason, for the server's status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kube::ResourceExt;
 use mcp_operator_api::{Backend, ExcludedMember, MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_catalog::{
-    Catalog, Endpoint, Header, HeaderValue, Prompt, Resource, ResourceContent, ServerInfo, Source,
-    Tool,
+    Catalog, Endpoint, Header, HeaderValue, Prompt, Published, Resource, ResourceContent,
+    ServerInfo, Source, Tool,
 };
 
 use crate::member::Member;
@@ -230,6 +230,46 @@ fn endpoint(backend: &Backend, url: String) -> Endpoint {
             })
             .collect(),
     }
+}
+
+/// How many bytes `value` takes as JSON, without building the JSON.
+pub fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// The Secrets read by backend headers in the catalog, with the keys read.
+pub fn secrets(published: &Published) -> BTreeMap<String, BTreeSet<String>> {
+    let catalog = &published.catalog;
+    let endpoints =
+        catalog
+            .tools
+            .iter()
+            .map(|t| &t.endpoint)
+            .chain(catalog.resources.iter().filter_map(|r| match &r.content {
+                ResourceContent::Backend(endpoint) => Some(endpoint),
+                _ => None,
+            }));
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for header in endpoints.flat_map(|e| &e.headers) {
+        if let HeaderValue::Secret { name, key } = &header.value {
+            secrets.entry(name.clone()).or_default().insert(key.clone());
+        }
+    }
+    secrets
 }
 
 #[cfg(test)]
