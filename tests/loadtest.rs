@@ -1,7 +1,8 @@
 //! The load test at smoke size, against the real apiserver and Redis: one
 //! and two operator replicas each converge a small population, the ceiling
 //! client writes, and a short churn phase sees every change published and
-//! served by every router of the routed server. Keeps the harness working;
+//! served by every router of the routed server; the largest replica count
+//! converges once more with shared router credentials. Keeps the harness working;
 //! `make loadtest` runs it at full size.
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use mcp_operator_chaos::Redis;
 use mcp_operator_chaos::population::Sizes;
 use mcp_operator_chaos::traffic::TrafficArgs;
+use mcp_operator_controller::RouterCredentials;
 use mcp_operator_loadtest::{Config, markdown, run};
 
 mod support;
@@ -21,6 +23,7 @@ async fn smoke_population_converges_and_churn_is_published() {
     let config = Config {
         binary: env!("CARGO_BIN_EXE_mcp-operator").into(),
         replicas: vec![1, 2],
+        credentials: vec![RouterCredentials::Isolated, RouterCredentials::Shared],
         sizes: Sizes {
             tools: 12,
             prompts: 4,
@@ -42,7 +45,17 @@ async fn smoke_population_converges_and_churn_is_published() {
     };
     let runs = run(&config, &client, &redis).await.expect("load test");
 
-    assert_eq!(runs.len(), 2);
+    // 1 and 2 replicas isolated, then 2 again with shared credentials.
+    let modes: Vec<_> = runs.iter().map(|r| (r.replicas, r.credentials)).collect();
+    assert_eq!(
+        modes,
+        [
+            (1, RouterCredentials::Isolated),
+            (2, RouterCredentials::Isolated),
+            (2, RouterCredentials::Shared)
+        ]
+    );
+    assert!(runs[0].churn.is_none() && runs[2].churn.is_none());
     for r in &runs {
         assert_eq!(r.objects, config.sizes.objects(), "{r:?}");
         assert_eq!(r.reconciles.len(), r.replicas);
@@ -74,5 +87,6 @@ async fn smoke_population_converges_and_churn_is_published() {
     assert!(churned.load.requests > 0, "{:?}", churned.load);
     assert_eq!(churned.load.errors, 0, "{:?}", churned.load);
     let report = markdown(&config, &runs);
-    assert!(report.contains("| 2 |"), "{report}");
+    assert!(report.contains("| 2 | isolated |"), "{report}");
+    assert!(report.contains("| 2 | shared |"), "{report}");
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use kube::Client;
 use mcp_operator_chaos::churn::{self, Churn};
 use mcp_operator_chaos::converge::Observer;
@@ -21,6 +22,8 @@ use mcp_operator_chaos::{
     Group, Redis, Replica, Timing, delete_namespaces, logs_dir, namespace, process,
     wait_namespaces_gone,
 };
+use mcp_operator_controller::RouterCredentials;
+use mcp_operator_store::env as redis_var;
 
 use crate::requests::Requests;
 
@@ -36,6 +39,17 @@ pub struct Config {
     /// Replica counts to converge the population with, one run each.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub replicas: Vec<usize>,
+    /// How routers authenticate to Redis (`--router-redis-credentials`):
+    /// every replica count runs with the first; the largest runs again
+    /// with each of the others, on a fresh population of the same size,
+    /// so the cost of a Redis user per server shows side by side.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "isolated,shared"
+    )]
+    pub credentials: Vec<RouterCredentials>,
     #[command(flatten)]
     pub sizes: Sizes,
     #[arg(long, default_value_t = 16)]
@@ -61,6 +75,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct Run {
     pub replicas: usize,
+    pub credentials: RouterCredentials,
     pub objects: usize,
     pub converged_in: Duration,
     /// Reconciles of each replica, from its metrics.
@@ -98,11 +113,28 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
     let stamp = std::process::id();
     // Leases live outside the populations, which are deleted between runs.
     let leases = namespace(client, "load-leases").await?;
+    let (first, others) = config
+        .credentials
+        .split_first()
+        .context("--credentials names none")?;
+    let largest = config.replicas.iter().copied().max().unwrap_or(1);
+    // The churn runs once, with the most replicas and the first credentials.
+    let plan = config
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(index, &replicas)| (replicas, *first, index + 1 == config.replicas.len()))
+        .chain(
+            others
+                .iter()
+                .map(|&credentials| (largest, credentials, false)),
+        );
     let mut runs = Vec::new();
-    for (index, &replicas) in config.replicas.iter().enumerate() {
-        let name = format!("load-{stamp}-r{replicas}");
+    for (replicas, credentials, churn) in plan {
+        let mode = flag_value(credentials);
+        let name = format!("load-{stamp}-r{replicas}-{mode}");
         eprintln!(
-            "loadtest: {replicas} replica(s): creating {} objects",
+            "loadtest: {replicas} replica(s), {mode} router credentials: creating {} objects",
             config.sizes.objects()
         );
         let population = population::create(client, &name, config.sizes).await?;
@@ -115,17 +147,27 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
             timing: Timing::default(),
             logs: logs_dir(&name),
         };
-        let churn = index + 1 == config.replicas.len();
-        let measured =
-            converge_with(config, &mut observer, &group, &population, replicas, churn).await;
+        let flags = credential_flags(credentials)?;
+        let measured = converge_with(
+            config,
+            &mut observer,
+            &group,
+            &population,
+            (replicas, credentials, &flags),
+            churn,
+        )
+        .await;
         // Servers carry a finalizer: an operator must run while they go.
-        let cleaner = group.start("cleanup")?;
+        let cleaner = group.start_with(
+            "cleanup",
+            &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
         delete_namespaces(client, &population.namespaces).await?;
         wait_namespaces_gone(client, &population.namespaces, config.limit).await?;
         cleaner.stop(GRACE).await?;
         let measured = measured?;
         eprintln!(
-            "loadtest: {replicas} replica(s): converged {} objects in {:.1} s",
+            "loadtest: {replicas} replica(s), {mode}: converged {} objects in {:.1} s",
             measured.objects,
             measured.converged_in.as_secs_f64()
         );
@@ -135,19 +177,48 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
     Ok(runs)
 }
 
+/// `--router-redis-credentials`'s value for `credentials`.
+fn flag_value(credentials: RouterCredentials) -> String {
+    credentials
+        .to_possible_value()
+        .map_or_else(|| format!("{credentials:?}"), |v| v.get_name().to_owned())
+}
+
+/// The operator's flags for `credentials`. Shared routers use the
+/// testenv's admin user: what a Redis without ACL SETUSER would hand out.
+fn credential_flags(credentials: RouterCredentials) -> anyhow::Result<Vec<String>> {
+    let mut flags = vec![
+        "--router-redis-credentials".to_owned(),
+        flag_value(credentials),
+    ];
+    if credentials == RouterCredentials::Shared {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| format!("{name}: run inside the testenv"))
+        };
+        flags.extend([
+            "--router-redis-username".to_owned(),
+            var(redis_var::USERNAME)?,
+            "--router-redis-password".to_owned(),
+            var(redis_var::PASSWORD)?,
+        ]);
+    }
+    Ok(flags)
+}
+
 async fn converge_with(
     config: &Config,
     observer: &mut Observer,
     group: &Group,
     population: &Population,
-    replicas: usize,
+    (replicas, credentials, flags): (usize, RouterCredentials, &[String]),
     churn: bool,
 ) -> anyhow::Result<Run> {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let before = Requests::scrape(&observer.client).await?;
     let own_before = observer.requests;
     let started = Instant::now();
     let group_replicas: Vec<Replica> = (0..replicas)
-        .map(|i| group.start(&format!("r{i}")))
+        .map(|i| group.start_with(&format!("r{i}"), &flags))
         .collect::<Result<_, _>>()?;
     let last = observer
         .wait_converged(population, started, config.limit)
@@ -177,6 +248,7 @@ async fn converge_with(
         ceiling::status_writes(observer, &population.run, config.ceiling_concurrency).await?;
     Ok(Run {
         replicas,
+        credentials,
         objects: last.objects,
         converged_in,
         reconciles,
@@ -225,12 +297,14 @@ pub fn markdown(config: &Config, runs: &[Run]) -> String {
     let mut out = format!(
         "## Convergence at scale\n\n\
          `make loadtest` (loadtest/): {} MCPTools, {} MCPPrompts, {} MCPResources and {} MCPServers (one router replica each) \
-         over {} namespaces, {} shards; each replica count converges a fresh population from a cold start. Converged means every \
+         over {} namespaces, {} shards; each replica count converges a fresh population from a cold start, with a Redis ACL user \
+         per server (`isolated`, the default); the most replicas also converge one with the routers sharing one credential \
+         (`shared`), for the cost of the users side by side. Converged means every \
          object Ready with `observedGeneration == generation` and every server's catalog in Redis holding exactly its members. \
          The ceiling is a plain client writing one status to each of the same objects, {} at a time, on the same apiserver in \
          the same run. Measured {}.\n\n\
-         | replicas | converged in | objects/s | ceiling (writes/s) | ratio | reconciles/s | reconciles per replica (max) | apiserver requests/object | peak RSS (max) | CPU s (sum) |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         | replicas | router credentials | converged in | objects/s | ceiling (writes/s) | ratio | reconciles/s | reconciles per replica (max) | apiserver requests/object | peak RSS (max) | CPU s (sum) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         s.tools,
         s.prompts,
         s.resources,
@@ -245,8 +319,9 @@ pub fn markdown(config: &Config, runs: &[Run]) -> String {
         let seconds = run.converged_in.as_secs_f64();
         let reconciles: f64 = run.reconciles.iter().sum();
         out.push_str(&format!(
-            "| {} | {:.1} s | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.1} | {:.0} MiB | {:.1} |\n",
+            "| {} | {} | {:.1} s | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.1} | {:.0} MiB | {:.1} |\n",
             run.replicas,
+            flag_value(run.credentials),
             seconds,
             run.throughput(),
             run.ceiling,
@@ -270,8 +345,9 @@ pub fn markdown(config: &Config, runs: &[Run]) -> String {
             .map(|(key, n)| format!("{key} {:.2}", n / objects))
             .collect();
         out.push_str(&format!(
-            "- {} replica(s), per object: {}\n",
+            "- {} replica(s), {}, per object: {}\n",
             run.replicas,
+            flag_value(run.credentials),
             top.join(", ")
         ));
     }
