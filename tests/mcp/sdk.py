@@ -4,6 +4,7 @@ Once over the initialize handshake (2025-11-25: a session and its GET
 stream) and once over discovery (2026-07-28: stateless requests and a
 subscriptions/listen stream)."""
 
+import logging
 import urllib.request
 
 import anyio
@@ -32,6 +33,18 @@ async def _stream_opened(url):
             await anyio.sleep(0.05)
 
 
+class _Records(logging.Handler):
+    """What the SDK logs while a check runs, at any level (it logs, rather
+    than raises, a session DELETE it did not take for a success)."""
+
+    def __init__(self):
+        super().__init__(logging.NOTSET)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def _text(block):
     return getattr(block, "text", None)
 
@@ -45,6 +58,21 @@ async def check_router(url, mode, change_catalog, added_tool):
         if _method(message) == "notifications/tools/list_changed":
             tools_changed.set()
 
+    records, logger = _Records(), logging.getLogger("mcp")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(records)
+    try:
+        await _check(url, mode, change_catalog, added_tool, on_message, tools_changed)
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    # Leaving the client ends a session with DELETE: it must take the answer.
+    failed = [m for m in records.messages if "termination failed" in m.lower()]
+    assert not failed, failed
+
+
+async def _check(url, mode, change_catalog, added_tool, on_message, tools_changed):
     async with Client(url, mode=mode, message_handler=on_message, cache=None) as client:
         names = [t.name for t in (await client.list_tools()).tools]
         assert "test_simple_text" in names and "echo" in names, names

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -79,6 +79,7 @@ pub fn app(parts: Parts) -> Router {
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(gate, admit))
         .layer(middleware::from_fn(count_refusals))
+        .layer(middleware::from_fn(session_ended))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             limits.max_concurrent_requests.max(1),
         ))
@@ -120,6 +121,18 @@ async fn count_refusals(request: Request, next: Next) -> Response {
         StatusCode::REQUEST_TIMEOUT => metrics::refused("timeout"),
         StatusCode::PAYLOAD_TOO_LARGE => metrics::refused("body_too_large"),
         _ => {}
+    }
+    response
+}
+
+/// rmcp answers a session's DELETE with 202 Accepted, though the session
+/// is closed and out of the store by then; the MCP SDKs expect 200 or 204
+/// (the Python SDK logs "Session termination failed: 202" otherwise).
+async fn session_ended(request: Request, next: Next) -> Response {
+    let delete = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
 }
