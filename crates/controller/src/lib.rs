@@ -32,14 +32,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{EnvVar, Service};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::PredicateConfig;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
-use kube::{Api, Client};
 use mcp_operator_api::{MCPPrompt, MCPResource, MCPServer, MCPTool};
 use mcp_operator_store::Store;
 use mcp_operator_store::env as redis_var;
@@ -54,11 +51,11 @@ pub use publish::signing::{CatalogKeys, load_or_create as load_signing_keys};
 pub use publish::{Outcome, Receipt, publish, remove as remove_catalog};
 pub use sharding::shard::{FencingToken, ShardId, shard_of};
 
-use context::{Context, Stores, Trust};
+use context::{Context, Trust};
 use member::Member;
 use member::check;
 use publish::{audit, signing};
-use runtime::watch::Deletions::{Include, Skip};
+use runtime::watches::Watches;
 use runtime::{batch, client, http, telemetry, watch};
 use server::image::ImagePolicy;
 use server::workload::RouterSettings;
@@ -103,7 +100,8 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         "starting"
     );
 
-    // One watch per kind, shared by the controllers that need its events.
+    // One watch per kind, shared by the controllers that need its events
+    // (runtime/watches.rs).
     let mut filled = Vec::new();
     let scope = match &args.namespace_selector {
         Some(selector) => {
@@ -113,38 +111,21 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         }
         None => Scope::all(),
     };
-    let all = watcher::Config::default;
-    let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=mcp-operator");
-    let (tools, [tool_events, tool_servers]) =
-        shared::<MCPTool, 2>(&client, all(), [Skip, Include], &mut filled);
-    let (prompts, [prompt_events, prompt_servers]) =
-        shared::<MCPPrompt, 2>(&client, all(), [Skip, Include], &mut filled);
-    let (resources, [resource_events, resource_servers]) =
-        shared::<MCPResource, 2>(&client, all(), [Skip, Include], &mut filled);
-    // Services: backends of tools and resources, and the servers' own.
-    let (services, [tool_services, resource_services, owned_services]) =
-        shared::<Service, 3>(&client, all(), [Include, Include, Include], &mut filled);
-    // Servers keep finalizers, so their deletion arrives as an update.
-    let (servers_store, [server_events]) =
-        shared::<MCPServer, 1>(&client, all(), [Skip], &mut filled);
-    // A server's workload, kept in stores so that a reconcile applies only
-    // what is not in place (drift.rs), and a server without the optional
-    // parts costs no DELETE.
-    let (deployments, [owned_deployments]) =
-        shared::<Deployment, 1>(&client, owned(), [Include], &mut filled);
-    let (accounts, [owned_accounts]) =
-        shared::<ServiceAccount, 1>(&client, owned(), [Include], &mut filled);
-    let (ingresses, [owned_ingresses]) =
-        shared::<Ingress, 1>(&client, owned(), [Include], &mut filled);
-    let (budgets, [owned_budgets]) =
-        shared::<PodDisruptionBudget, 1>(&client, owned(), [Include], &mut filled);
+    let Watches {
+        stores,
+        events,
+        filled: watches_filled,
+    } = Watches::start(&client);
+    filled.extend(watches_filled);
 
     // A server's own status writes do not trigger it again: its spec,
     // annotations (a manual nudge), finalizers and deletion do.
-    let server_events = server_events.predicate_filter(server_changed, PredicateConfig::default());
-    let owned_deployments = owned_deployments.predicate_filter(
+    let server_events = events
+        .servers
+        .predicate_filter(server_changed, PredicateConfig::default());
+    let owned_deployments = events.owned_deployments.predicate_filter(
         {
-            let deployments = deployments.clone();
+            let deployments = stores.deployments.clone();
             move |d: &Deployment| {
                 let present = deployments.get(&ObjectRef::from_obj(d)).is_some();
                 Some(server::status::deployment_digest(d, present))
@@ -152,26 +133,21 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         },
         PredicateConfig::default(),
     );
-    let servers = Controller::for_stream(server_events, servers_store.clone())
+    let servers = Controller::for_stream(server_events, stores.servers.clone())
         .owns_stream(owned_deployments)
-        .owns_stream(owned_accounts)
-        .owns_stream(owned_ingresses)
-        .owns_stream(owned_budgets)
-        .owns_stream(owned_services);
+        .owns_stream(events.owned_accounts)
+        .owns_stream(events.owned_ingresses)
+        .owns_stream(events.owned_budgets)
+        .owns_stream(events.owned_services);
+    let (tools, prompts, resources) = (
+        stores.tools.clone(),
+        stores.prompts.clone(),
+        stores.resources.clone(),
+    );
     let ctx = Arc::new(Context::new(
         client,
         redis,
-        Stores {
-            tools: tools.clone(),
-            prompts: prompts.clone(),
-            resources: resources.clone(),
-            services: services.clone(),
-            servers: servers_store,
-            deployments,
-            accounts,
-            ingresses,
-            budgets,
-        },
+        stores,
         router,
         Trust {
             signing: keys.signing,
@@ -226,9 +202,9 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
     let config = controller::Config::default().concurrency(args.concurrency);
     // Member events reach their servers coalesced (batch.rs).
     let member_triggers = futures::stream::select_all([
-        servers_of::<MCPTool>(&ctx, tool_servers),
-        servers_of::<MCPPrompt>(&ctx, prompt_servers),
-        servers_of::<MCPResource>(&ctx, resource_servers),
+        servers_of::<MCPTool>(&ctx, events.tool_servers),
+        servers_of::<MCPPrompt>(&ctx, events.prompt_servers),
+        servers_of::<MCPResource>(&ctx, events.resource_servers),
     ]);
     let window = batch::Window {
         quiet: args.server_debounce,
@@ -245,16 +221,16 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(server::reconcile, error_policy, ctx.clone());
     let tools = member_controller(
-        tool_events,
+        events.tool_checks,
         tools,
-        Some(tool_services),
+        Some(events.tool_backends),
         |c| c.tools.state(),
         &ctx,
         &config,
         &stop,
     );
     let prompts = member_controller(
-        prompt_events,
+        events.prompt_checks,
         prompts,
         None,
         |c| c.prompts.state(),
@@ -263,9 +239,9 @@ pub async fn run(args: ControllerArgs, metrics: PrometheusHandle) -> anyhow::Res
         &stop,
     );
     let resources = member_controller(
-        resource_events,
+        events.resource_checks,
         resources,
-        Some(resource_services),
+        Some(events.resource_backends),
         |c| c.resources.state(),
         &ctx,
         &config,
@@ -404,29 +380,6 @@ where
         }
     });
     tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
-}
-
-fn shared<K, const N: usize>(
-    client: &Client,
-    config: watcher::Config,
-    subscribers: [watch::Deletions; N],
-    filled: &mut Vec<tokio::sync::watch::Receiver<bool>>,
-) -> (kube::runtime::reflector::Store<K>, [watch::Events<K>; N])
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let watched = watch::shared(Api::<K>::all(client.clone()), config, &subscribers);
-    filled.push(watched.filled);
-    let Ok(streams) = <[watch::Events<K>; N]>::try_from(watched.streams) else {
-        unreachable!("watch::shared returns one stream per subscriber")
-    };
-    (watched.store, streams)
 }
 
 fn router_settings(

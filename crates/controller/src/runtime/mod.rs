@@ -13,3 +13,4 @@ pub mod nesting;
 pub mod status;
 pub mod telemetry;
 pub mod watch;
+pub mod watches;
