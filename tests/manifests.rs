@@ -242,6 +242,41 @@ fn check_overlay(overlay: &str, built: &[Value]) {
     }
 }
 
+/// Every overlay under manifests/overlays.
+const OVERLAYS: [&str; 4] = ["dev", "k3d", "production", "production-confined"];
+
+/// Platform teams apply the overlays with the kubectl they have: each
+/// overlay (and the examples) builds, with what it must contain, under the
+/// kustomize of every kubectl still in support (TESTENV_KUSTOMIZE,
+/// tests/testenv/kustomize.sh; the newest is the testenv's kubectl, above).
+#[test]
+fn every_overlay_builds_with_the_kustomize_of_each_supported_kubectl() {
+    let binaries = testenv_var("TESTENV_KUSTOMIZE");
+    assert!(!binaries.trim().is_empty(), "TESTENV_KUSTOMIZE lists none");
+    for kustomize in binaries.split_whitespace() {
+        let build = |path: &str| {
+            let output = Command::new(kustomize)
+                .args(["build", path])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("running kustomize");
+            assert!(
+                output.status.success(),
+                "{kustomize} build {path} failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            documents(&String::from_utf8(output.stdout).expect("kustomize prints UTF-8"))
+        };
+        for overlay in OVERLAYS {
+            check_overlay(overlay, &build(&format!("manifests/overlays/{overlay}")));
+        }
+        assert!(
+            !build("manifests/examples").is_empty(),
+            "{kustomize}: the examples build to nothing"
+        );
+    }
+}
+
 #[test]
 fn every_overlay_builds_and_passes_a_server_dry_run() {
     // ServiceMonitor is the Prometheus Operator's kind: a minimal CRD
@@ -266,7 +301,7 @@ fn every_overlay_builds_and_passes_a_server_dry_run() {
         "-f",
         "manifests/base/namespace.yaml",
     ]);
-    for overlay in ["dev", "k3d", "production", "production-confined"] {
+    for overlay in OVERLAYS {
         let path = format!("manifests/overlays/{overlay}");
         check_overlay(overlay, &documents(&kubectl(&["kustomize", &path])));
         // Schema, field validation (strict) and admission, Pod Security

@@ -10,7 +10,7 @@
 #                            needed and stopping afterwards only what it started
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-components=(controlplane redis)
+components=(controlplane redis kustomize)
 
 up() {
   for c in "${components[@]}"; do "$here/$c.sh" up; done
