@@ -13,6 +13,7 @@ BENCH_ENV := TESTENV_DIR=$(CURDIR)/.testenv-bench TESTENV_APISERVER_PORT=26443 \
 	TESTENV_REDIS_PORT=26379 TESTENV_REDIS_CLUSTER_BASE_PORT=28000
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE ?= ghcr.io/kubemcp/mcp-operator:$(VERSION)
+IMAGE_ARCHIVE ?= $${CARGO_TARGET_DIR:-target}/image/mcp-operator.oci.tar
 
 .PHONY: help demo demo-down build image crds lint fmt testenv testenv-down test test-mcp chaos loadtest loadtest-router
 
@@ -28,8 +29,9 @@ demo-down: ## Stop everything make demo started
 build: ## Build the mcp-operator binary
 	$(CARGO) build --release --bin mcp-operator
 
-image: ## Build the container image (IMAGE=name:tag; needs Docker with BuildKit)
-	docker build -t $(IMAGE) .
+image: ## Build the container image without Docker (buildah), as an OCI archive (IMAGE=name:tag, IMAGE_ARCHIVE=path)
+	$(CARGO) build --release --locked --bin mcp-operator
+	image/build.sh $(RELEASE)/mcp-operator $(IMAGE) $(IMAGE_ARCHIVE)
 
 crds: ## Regenerate manifests/base/crds/ and docs/crds.md from the Rust types
 	$(CARGO) run --quiet --bin mcp-operator -- crds --out-dir manifests/base/crds
