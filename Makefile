@@ -46,10 +46,10 @@ lint: ## cargo fmt --check, clippy with warnings denied, gofmt
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@unformatted=$$(gofmt -l tests/testenv); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 
-testenv: ## Start the control plane and Redis; prints lines to eval
+testenv: ## Start the control plane, Redis and the real node; prints lines to eval (TESTENV_NODE_IMAGES=archives to import)
 	@$(TESTENV) up
 
-testenv-down: ## Stop the control plane and Redis and remove their state
+testenv-down: ## Stop the real node, the control plane and Redis and remove their state
 	@$(TESTENV) down
 
 test: lint ## Everything: unit tests, integration tests and real MCP clients against the testenv

@@ -12,6 +12,7 @@
 #   controlplane.sh restart-apiserver
 #                           kill -9 the apiserver (and its embedded etcd) and
 #                           start it again on the same state: a chaos fault
+#   controlplane.sh binary  build the testenv binary when needed; print its path
 #   controlplane.sh kubectl ARGS...
 #                           kubectl (built into the testenv binary, the
 #                           control plane's version) with the admin kubeconfig
@@ -39,13 +40,15 @@ log() { echo "controlplane.sh: $*" >&2; }
 # The binary is keyed by a hash of its sources, so it is rebuilt exactly when
 # they change and two checkouts share one build.
 testenv_binary() {
-  local hash
-  hash=$(cd "$here" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+  # The real node's kubelet reports this version (the build has no git
+  # metadata of Kubernetes' own).
+  local ldflags="-X k8s.io/component-base/version.gitVersion=v1.36.3" hash
+  hash=$( (cd "$here" && cat go.mod go.sum ./*.go && echo "$ldflags") | sha256sum | cut -c1-16)
   local bin="$cache/testenv-$hash"
   if [ ! -x "$bin" ]; then
-    log "building the control plane (kube-apiserver v1.36; the first build takes several minutes)"
+    log "building the control plane and the kubelet (v1.36; the first build takes several minutes)"
     mkdir -p "$cache"
-    (cd "$here" && CGO_ENABLED=0 go build -o "$bin.tmp.$$" .) >&2
+    (cd "$here" && CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$bin.tmp.$$" .) >&2
     mv "$bin.tmp.$$" "$bin"
   fi
   echo "$bin"
@@ -175,6 +178,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
+  binary) testenv_binary ;;
   kubectl) shift; kubectl "$@" ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver|kubectl ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|binary|kubectl ARGS..." >&2; exit 2 ;;
 esac
