@@ -52,8 +52,10 @@ testenv: ## Start the control plane, Redis and the real node; prints lines to ev
 testenv-down: ## Stop the real node, the control plane and Redis and remove their state
 	@$(TESTENV) down
 
-test: lint ## Everything: unit tests, integration tests and real MCP clients against the testenv
-	$(TESTENV) run -- bash -c '$(CARGO) test --workspace --all-targets && tests/mcp/run.sh'
+# The image runs on the testenv's real node (tests/node.rs), imported from
+# its archive: it is built first, from the same Cargo target directory.
+test: lint image ## Everything: unit tests, integration tests, the end-to-end test on a real node, real MCP clients
+	TESTENV_NODE_IMAGES=$(IMAGE_ARCHIVE) $(TESTENV) run -- bash -c '$(CARGO) test --workspace --all-targets && tests/mcp/run.sh'
 
 test-mcp: ## Real MCP clients (Python SDK, official conformance suite) against a router
 	$(TESTENV) run -- tests/mcp/run.sh

@@ -4,7 +4,8 @@
 # filesystem image/rootfs.sh stages, with every timestamp at 0 so that the
 # same binary always gives the same image digest, and exports it as an OCI
 # archive (`ctr images import`, `podman load`, `skopeo copy` read it).
-# buildah's storage is a directory beside the archive, not the machine's.
+# buildah's storage is a scratch directory beside the archive, not the
+# machine's, removed with the build.
 #
 #   image/build.sh BINARY IMAGE ARCHIVE
 set -euo pipefail
@@ -23,15 +24,17 @@ fi
 
 out=$(mkdir -p "$(dirname "$archive")" && cd "$(dirname "$archive")" && pwd)
 work="$out/build"
-storage=(--root "$out/storage" --runroot "$out/storage-run" --storage-driver vfs)
+scratch="$out/buildah"
+storage=(--root "$scratch/root" --runroot "$scratch/run" --storage-driver vfs)
+rm -rf "$work" "$scratch"
 "$here/rootfs.sh" "$binary" "$work/rootfs"
-buildah "${storage[@]}" rmi --force "$image" >/dev/null 2>&1 || true
 buildah "${storage[@]}" bud --quiet --timestamp 0 --layers=false \
   -f "$here/Containerfile" -t "$image" "$work" >/dev/null
 # An OCI layout directory, archived with fixed names, owners and times so
 # that the archive, too, is the same file on every build.
-buildah "${storage[@]}" push --quiet "$image" "oci:$work/layout:$image"
+buildah "${storage[@]}" push --quiet "$image" "oci:$scratch/layout:$image"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-  -C "$work/layout" -cf "$archive.tmp" . && mv "$archive.tmp" "$archive"
-rm -rf "$work"
-echo "build.sh: $image ($(buildah "${storage[@]}" inspect --format '{{.FromImageDigest}}' "$image")) in $archive" >&2
+  -C "$scratch/layout" -cf "$archive.tmp" . && mv "$archive.tmp" "$archive"
+digest=$(buildah "${storage[@]}" inspect --format '{{.FromImageDigest}}' "$image")
+rm -rf "$work" "$scratch"
+echo "build.sh: $image ($digest) in $archive" >&2

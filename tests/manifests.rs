@@ -238,12 +238,32 @@ fn check_overlay(overlay: &str, built: &[Value]) {
             assert!(find(built, "ClusterRoleBinding", "mcp-operator-workload").is_none());
             assert!(find(built, "ClusterRoleBinding", "mcp-operator-namespaces").is_some());
         }
+        "testenv" => {
+            let container = &operator.expect("testenv deploys the operator")["spec"]["template"]["spec"]
+                ["containers"][0];
+            assert_eq!(
+                container["imagePullPolicy"], "Never",
+                "the image is imported"
+            );
+            assert_eq!(
+                container["envFrom"][0]["secretRef"]["name"], "mcp-operator-redis",
+                "every Redis setting comes from the Secret"
+            );
+            assert!(operator_env(built, "MCP_REDIS_URL").is_none());
+            assert!(redis.is_none(), "testenv uses the testenv's Redis");
+            let namespace = find(built, "Namespace", SYSTEM).expect("the namespace");
+            assert_eq!(
+                namespace["metadata"]["annotations"]["scheduler.alpha.kubernetes.io/node-selector"],
+                "kubemcp.io/testenv-node=real",
+                "the operator runs on the real node"
+            );
+        }
         other => panic!("no expectations for overlay {other}"),
     }
 }
 
 /// Every overlay under manifests/overlays.
-const OVERLAYS: [&str; 4] = ["dev", "k3d", "production", "production-confined"];
+const OVERLAYS: [&str; 5] = ["dev", "k3d", "production", "production-confined", "testenv"];
 
 /// Platform teams apply the overlays with the kubectl they have: each
 /// overlay (and the examples) builds, with what it must contain, under the

@@ -29,6 +29,9 @@ var controllers = []string{
 	// kube-root-ca.crt in every namespace: a real pod with a
 	// service-account token (the operator's) waits for it.
 	"root-ca-certificate-publisher-controller",
+	// Endpoints, which the apiserver's service proxy (clients reaching a
+	// Service on the real node) still resolves Services by.
+	"endpoints-controller",
 }
 
 type componentFlags struct {

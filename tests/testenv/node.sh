@@ -302,9 +302,12 @@ resolvConf: ""
 volumePluginDir: $state/volume-plugins
 registerWithTaints:
   - {key: $node_label, value: real, effect: NoSchedule}
-# A shared, busy machine: no evictions or image collection (the images
-# are imported, there is no registry to pull them from again).
-evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+# A shared, busy machine whose disk others fill too: no evictions (the
+# kubelet refuses 0, hence the least absolute amounts), no pressure
+# lingering for minutes, no image collection (the images are imported,
+# there is no registry to pull them from again).
+evictionHard: {memory.available: "1Mi", nodefs.available: "1Mi", imagefs.available: "1Mi", nodefs.inodesFree: "1", imagefs.inodesFree: "1"}
+evictionPressureTransitionPeriod: 5s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 # Mounted Secrets follow a rotation within seconds.
