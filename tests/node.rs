@@ -38,6 +38,9 @@ const SYSTEM: &str = "mcp-operator-system";
 const SHARDS: u32 = 16;
 /// The overlay that installs the operator on the real node.
 const OVERLAY: &str = "manifests/overlays/testenv";
+/// The operator's pods, as manifests/base labels them.
+const OPERATOR_PODS: &str =
+    "app.kubernetes.io/name=mcp-operator,app.kubernetes.io/component=controller";
 /// What starting real pods may take on a loaded machine.
 const POD_WAIT: Duration = Duration::from_secs(180);
 
@@ -296,6 +299,19 @@ impl Drop for Installed {
         let _ = std::process::Command::new(testenv_var("TESTENV_KUBECTL"))
             .args(["delete", "-n", SYSTEM, "--ignore-not-found", "--wait=true"])
             .args(["deployment/mcp-operator", "secret/mcp-operator-redis"])
+            .status();
+        // Until its pods are gone they still reconcile every namespace,
+        // which the next test binaries' own operators must not meet.
+        let _ = std::process::Command::new(testenv_var("TESTENV_KUBECTL"))
+            .args([
+                "wait",
+                "--for=delete",
+                "pod",
+                "-n",
+                SYSTEM,
+                "--timeout=120s",
+            ])
+            .args(["-l", OPERATOR_PODS])
             .status();
     }
 }
