@@ -20,7 +20,7 @@ IMAGE_ARCHIVE ?= $${CARGO_TARGET_DIR:-target}/image/mcp-operator.oci.tar
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-demo: ## Run the whole system here (3 operator replicas, examples, 2 routers) and make a real MCP call; stays up
+demo: ## Run the whole system here: the operator from its manifests and the examples as real pods on a real node; a real MCP call; stays up
 	@tests/testenv/demo.sh up
 
 demo-down: ## Stop everything make demo started
