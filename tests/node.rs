@@ -136,8 +136,10 @@ async fn echoed(client: &mut mcp::Client) -> Value {
     serde_json::from_str(text).expect("the echo backend answers JSON")
 }
 
-/// Tries of one call while a router goes away.
-const RETRIES: u32 = 5;
+/// Retries of one call while a router goes away: until its endpoint is
+/// gone, the proxy sends half the calls to it (and it ends their streams
+/// unanswered), so a run of 20 failures means the session is lost.
+const RETRIES: u32 = 20;
 
 /// One `whoami` call that may fail (a broken stream, a 503 from the
 /// proxy): what the backend received, or why there is no answer.
@@ -542,8 +544,9 @@ async fn routers_on_a_real_node_serve_from_an_operator_installed_by_its_manifest
     .expect("calls went on");
     stop.store(true, Ordering::Relaxed);
     let failed = traffic.await.expect("every call got through");
+    let reasons: BTreeSet<&String> = failed.iter().collect();
     eprintln!(
-        "{} calls during the deletion, {} attempts retried: {failed:?}",
+        "{} calls during the deletion, {} attempts retried ({reasons:?})",
         calls.load(Ordering::Relaxed),
         failed.len()
     );
