@@ -245,12 +245,19 @@ fn check_overlay(overlay: &str, built: &[Value]) {
                 container["imagePullPolicy"], "Never",
                 "the image is imported"
             );
+            let url = operator_env(built, "MCP_REDIS_URL").expect("the Redis URL");
             assert_eq!(
-                container["envFrom"][0]["secretRef"]["name"], "mcp-operator-redis",
-                "every Redis setting comes from the Secret"
+                url["valueFrom"]["secretKeyRef"]["name"], "mcp-operator-redis",
+                "the node IP's Redis URL comes from the Secret"
             );
-            assert!(operator_env(built, "MCP_REDIS_URL").is_none());
             assert!(redis.is_none(), "testenv uses the testenv's Redis");
+            // Confined, so the real replicas touch only the namespaces
+            // enabled for them.
+            assert_eq!(
+                operator_env(built, "MCP_NAMESPACE_SELECTOR").map(|e| &e["value"]),
+                Some(&Value::from("kubemcp.io/enabled=true"))
+            );
+            assert!(find(built, "ClusterRoleBinding", "mcp-operator-workload").is_none());
             let namespace = find(built, "Namespace", SYSTEM).expect("the namespace");
             assert_eq!(
                 namespace["metadata"]["annotations"]["scheduler.alpha.kubernetes.io/node-selector"],

@@ -74,22 +74,25 @@ fn steering_annotations() -> Value {
     namespace["metadata"]["annotations"].clone()
 }
 
-/// The operator's Redis settings, as the Secret the overlay reads them
-/// from: the testenv's single Redis, which the node forwards to its IP's
-/// port 6379 for pods, and whatever credentials the testenv exports.
+/// The operator's Redis settings, as the Secret `mcp-operator-redis` the
+/// overlay reads them from: the URL of the testenv's single Redis, which
+/// the node forwards to its IP's port 6379 for pods, and the testenv's
+/// admin user (which may run ACL SETUSER for each server's routers).
 fn redis_settings() -> Value {
     let mut url = url::Url::parse(&testenv_var("MCP_REDIS_URL")).expect("MCP_REDIS_URL is a URL");
     url.set_host(Some(&testenv_var("TESTENV_NODE_IP")))
         .expect("the node IP is a host");
     url.set_port(Some(6379)).expect("a Redis URL has a port");
-    let mut settings = json!({"MCP_REDIS_URL": url.as_str()});
-    for name in ["MCP_REDIS_USERNAME", "MCP_REDIS_PASSWORD"] {
-        if let Ok(value) = std::env::var(name) {
-            settings[name] = Value::from(value);
-        }
-    }
-    settings
+    json!({
+        "url": url.as_str(),
+        "username": testenv_var("MCP_REDIS_USERNAME"),
+        "password": testenv_var("MCP_REDIS_PASSWORD"),
+    })
 }
+
+/// What enables a namespace for the overlay's confined operator
+/// (manifests/components/confined sets MCP_NAMESPACE_SELECTOR to it).
+const ENABLED: (&str, &str) = ("kubemcp.io/enabled", "true");
 
 /// An MCP client for the router Service `namespace/name`, through the
 /// apiserver's service proxy, as the admin of the testenv kubeconfig.
@@ -136,10 +139,12 @@ async fn echoed(client: &mut mcp::Client) -> Value {
     serde_json::from_str(text).expect("the echo backend answers JSON")
 }
 
-/// Retries of one call while a router goes away: until its endpoint is
-/// gone, the proxy sends half the calls to it (and it ends their streams
-/// unanswered), so a run of 20 failures means the session is lost.
-const RETRIES: u32 = 20;
+/// Retries of one call while a router goes away. Until its endpoint is
+/// gone the proxy still sends it half the calls, which it answers during
+/// its drain (MCP_DRAIN_PERIOD, set by the operator); a call can still
+/// meet a connection closed as the drain ends, and a client retries that.
+/// Without the drain, 20 of 340 calls failed here.
+const RETRIES: u32 = 3;
 
 /// One `whoami` call that may fail (a broken stream, a 503 from the
 /// proxy): what the backend received, or why there is no answer.
@@ -293,14 +298,20 @@ async fn apply_secret(client: &Client, namespace: &str, name: &str, values: &Val
         .unwrap_or_else(|e| panic!("apply the Secret {namespace}/{name}: {e}"));
 }
 
-/// The operator's Deployment and Secret go when the test ends, pass or
-/// fail, so no real replica keeps holding shards for later tests.
+/// The operator's Deployment and Secrets go when the test ends, pass or
+/// fail, so no real replica keeps holding shards for later tests, and the
+/// next run installs from nothing (its first replica makes a new signing
+/// key).
 struct Installed;
 impl Drop for Installed {
     fn drop(&mut self) {
         let _ = std::process::Command::new(testenv_var("TESTENV_KUBECTL"))
             .args(["delete", "-n", SYSTEM, "--ignore-not-found", "--wait=true"])
-            .args(["deployment/mcp-operator", "secret/mcp-operator-redis"])
+            .args([
+                "deployment/mcp-operator",
+                "secret/mcp-operator-redis",
+                "secret/mcp-operator-catalog-signing",
+            ])
             .status();
         // Until its pods are gone they still reconcile every namespace,
         // which the next test binaries' own operators must not meet.
@@ -367,7 +378,9 @@ async fn routers_on_a_real_node_serve_from_an_operator_installed_by_its_manifest
     let replicas = wait_ready_on_node(&system_pods, operator_selector, 3).await;
     wait_shards_held(&client, &replicas).await;
 
-    // A tenant namespace whose pods run on the real node.
+    // A tenant namespace whose pods run on the real node, enabled for the
+    // confined operator as docs/operations.md says: the RoleBinding to
+    // its workload rights, and the label.
     let namespaces = Api::<Namespace>::all(client.clone());
     let namespace: Namespace = serde_json::from_value(json!({
         "metadata": {"generateName": "node-e2e-", "annotations": steering_annotations()},
@@ -380,6 +393,16 @@ async fn routers_on_a_real_node_serve_from_an_operator_installed_by_its_manifest
         .metadata
         .name
         .expect("a generated name");
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "-n",
+        &ns,
+        "-k",
+        "manifests/components/confined/namespace",
+    ]);
+    let label = format!("{}={}", ENABLED.0, ENABLED.1);
+    kubectl(&["label", "namespace", &ns, &label]);
 
     // The backend, its Service and the Secret the tool's header reads.
     apply_secret(&client, &ns, "backend-token", &json!({"token": "first"})).await;
@@ -431,7 +454,12 @@ async fn routers_on_a_real_node_serve_from_an_operator_installed_by_its_manifest
         json!({
             "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
             "metadata": {"name": "e2e"},
-            "spec": {"replicas": 2, "toolSelector": {"matchLabels": {"team": "e2e"}}},
+            // The header's Secret is one the server's routers may read.
+            "spec": {
+                "replicas": 2,
+                "toolSelector": {"matchLabels": {"team": "e2e"}},
+                "backendSecrets": ["backend-token"],
+            },
         }),
     )
     .await;

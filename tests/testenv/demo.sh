@@ -130,19 +130,20 @@ up() {
 
   step "Installing the operator from manifests/overlays/testenv (3 replicas on the real node)"
   "$kubectl" apply --server-side -f "$root/manifests/base/namespace.yaml" >/dev/null
-  # The operator's Redis settings: the testenv's Redis, which the node
-  # forwards to its IP for pods, and the credentials the testenv exports.
+  # The operator's Redis settings (Secret mcp-operator-redis, as the
+  # overlay reads it): the testenv's Redis, which the node forwards to its
+  # IP for pods, and the testenv's admin user, which may make each
+  # server's routers a Redis user of their own.
   local redis_url=${MCP_REDIS_URL/127.0.0.1:$TESTENV_REDIS_PORT/$TESTENV_NODE_IP:6379}
-  local settings=(--from-literal=MCP_REDIS_URL="$redis_url")
-  [ -n "${MCP_REDIS_USERNAME:-}" ] && settings+=(--from-literal=MCP_REDIS_USERNAME="$MCP_REDIS_USERNAME")
-  [ -n "${MCP_REDIS_PASSWORD:-}" ] && settings+=(--from-literal=MCP_REDIS_PASSWORD="$MCP_REDIS_PASSWORD")
-  "$kubectl" -n mcp-operator-system create secret generic mcp-operator-redis "${settings[@]}" \
+  "$kubectl" -n mcp-operator-system create secret generic mcp-operator-redis \
+    --from-literal=url="$redis_url" \
+    --from-literal=username="$MCP_REDIS_USERNAME" --from-literal=password="$MCP_REDIS_PASSWORD" \
     --dry-run=client -o yaml | "$kubectl" apply --server-side -f - >/dev/null
   "$kubectl" apply --server-side -k "$root/manifests/overlays/testenv" >/dev/null
   "$kubectl" -n mcp-operator-system rollout status deployment/mcp-operator --timeout=300s ||
     fail "the operator Deployment did not become available"
 
-  step "Applying manifests/examples (namespace $namespace, on the real node)"
+  step "Applying manifests/examples (namespace $namespace, on the real node, enabled for the confined operator)"
   "$kubectl" apply --server-side -k "$root/tests/testenv/demo"
   "$kubectl" wait -n "$namespace" --for=condition=Ready --timeout=120s \
     mcptools --all >/dev/null || fail "tools did not become Ready"
