@@ -30,7 +30,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::Value;
 
-use support::{condition, testenv_var};
+use support::{condition, run_in_repository, testenv_var};
 
 /// The operator's namespace, as manifests/base names it.
 const SYSTEM: &str = "mcp-operator-system";
@@ -53,19 +53,13 @@ const RBAC_DENIAL: &str =
 /// output when it fails or warns (a Pod Security warning, a deprecated
 /// field), and returns what it printed.
 fn kubectl(args: &[&str]) -> String {
-    let output = kubectl_output(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "kubectl {} failed:\n{stderr}",
-        args.join(" ")
-    );
+    let (stdout, stderr) = run_in_repository(&testenv_var("TESTENV_KUBECTL"), args);
     assert!(
         !stderr.contains("Warning:"),
         "kubectl {} warned:\n{stderr}",
         args.join(" ")
     );
-    String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+    stdout
 }
 
 /// Runs the testenv's kubectl in the repository, whatever its outcome.
@@ -281,19 +275,7 @@ fn every_overlay_builds_with_the_kustomize_of_each_supported_kubectl() {
     let binaries = testenv_var("TESTENV_KUSTOMIZE");
     assert!(!binaries.trim().is_empty(), "TESTENV_KUSTOMIZE lists none");
     for kustomize in binaries.split_whitespace() {
-        let build = |path: &str| {
-            let output = Command::new(kustomize)
-                .args(["build", path])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("running kustomize");
-            assert!(
-                output.status.success(),
-                "{kustomize} build {path} failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            documents(&String::from_utf8(output.stdout).expect("kustomize prints UTF-8"))
-        };
+        let build = |path: &str| documents(&run_in_repository(kustomize, &["build", path]).0);
         for overlay in OVERLAYS {
             check_overlay(overlay, &build(&format!("manifests/overlays/{overlay}")));
         }

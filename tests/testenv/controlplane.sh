@@ -63,16 +63,8 @@ kwok_binary() {
   echo "$bin"
 }
 
-alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
-
-# start NAME COMMAND...: run COMMAND detached from this shell, so that it
-# outlives `make testenv`, with its log and pid in the state directory.
-start() {
-  local name=$1
-  shift
-  setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/$name.pid"
-}
+# alive, start, wait_for
+. "$here/processes.sh"
 
 apiserver_ready() {
   [ -f "$state/admin.token" ] &&
@@ -81,25 +73,6 @@ apiserver_ready() {
 }
 
 healthy() { [ "$(curl -skf --max-time 2 "https://127.0.0.1:$1/healthz" 2>/dev/null)" = ok ]; }
-
-# wait_for SECONDS NAME COMMAND...: poll COMMAND, failing early when the
-# component's process has died.
-wait_for() {
-  local deadline=$((SECONDS + $1)) name=$2
-  shift 2
-  until "$@"; do
-    if ! alive "$name"; then
-      log "$name exited; last lines of $state/$name.log:"
-      tail -20 "$state/$name.log" >&2
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out waiting for $name; see $state/$name.log"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
 
 status() {
   local c

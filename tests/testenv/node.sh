@@ -111,35 +111,11 @@ program_archive() {
 }
 program_image() { echo "testenv.local/$1:1"; }
 
-alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
-
-# start NAME COMMAND...: detached, logging to the state directory.
-start() {
-  local name=$1
-  shift
-  setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/$name.pid"
-}
+# alive, start, wait_for
+. "$here/processes.sh"
 
 # in_node COMMAND...: COMMAND in the node's mount namespace.
 in_node() { nsenter --target "$(cat "$state/holder.pid")" --mount -- "$@"; }
-
-wait_for() {
-  local deadline=$((SECONDS + $1)) name=$2
-  shift 2
-  until "$@"; do
-    if ! alive "$name"; then
-      log "$name exited; last lines of $state/$name.log:"
-      tail -20 "$state/$name.log" >&2
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out waiting for $name; see $state/$name.log"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
 
 ctr_() { ctr --address "$state/containerd.sock" --namespace k8s.io "$@"; }
 containerd_ready() { ctr_ version >/dev/null 2>&1; }

@@ -16,10 +16,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // clusterZone is the kubelet's clusterDomain, as node.sh configures it.
@@ -48,11 +46,7 @@ func runProxy(args []string) error {
 	if err != nil || !ip.Is4() {
 		return fmt.Errorf("--listen must be an IPv4 address, not %q", *listen)
 	}
-	config, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath(*dir))
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(config)
+	client, err := adminClient(*dir)
 	if err != nil {
 		return err
 	}
