@@ -425,6 +425,30 @@ impl RouterProcess {
         }
     }
 
+    /// Sends SIGTERM, as the kubelet does to a deleted pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM the router");
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or None
+    /// while it still runs.
+    pub async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the router's status") {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A counter's value in the router's metrics (0 when absent, or while
     /// the router does not listen yet).
     pub async fn counter(&self, name_and_labels: &str) -> f64 {

@@ -40,6 +40,9 @@ pub struct Parts {
     pub limits: LimitArgs,
     pub metrics: PrometheusHandle,
     pub shutdown: CancellationToken,
+    /// Cancelled at SIGTERM, before `shutdown`: /readyz answers 503 from
+    /// then on, while everything else is still served (the drain).
+    pub draining: CancellationToken,
 }
 
 struct Gate {
@@ -57,6 +60,7 @@ pub fn app(parts: Parts) -> Router {
         limits,
         metrics: prometheus,
         shutdown,
+        draining,
     } = parts;
     let state = shared.state.clone();
     let config = StreamableHttpServerConfig::default()
@@ -90,7 +94,7 @@ pub fn app(parts: Parts) -> Router {
     Router::new()
         .route_service(router::MCP_PATH, mcp)
         .route(router::HEALTH_PATH, get(|| async { "ok" }))
-        .route(router::READY_PATH, get(ready).with_state(state))
+        .route(router::READY_PATH, get(ready).with_state((state, draining)))
         .route(
             router::METRICS_PATH,
             get(move || std::future::ready(prometheus.render())),
@@ -124,7 +128,12 @@ async fn count_refusals(request: Request, next: Next) -> Response {
     response
 }
 
-async fn ready(State(state): State<CatalogState>) -> Response {
+async fn ready(State((state, draining)): State<(CatalogState, CancellationToken)>) -> Response {
+    if draining.is_cancelled() {
+        // Out of the Service's endpoints for whoever still checks, while
+        // the calls that reach this pod meanwhile are answered.
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining: stopping").into_response();
+    }
     match (state.is_ready(), state.is_stale()) {
         (true, false) => "ready".into_response(),
         (true, true) => "ready (Redis unreachable: serving the last good catalog)".into_response(),

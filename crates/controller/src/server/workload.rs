@@ -122,6 +122,7 @@ pub fn build(
         json!({"name": env::SECRETS_DIR, "value": router::SECRETS_DIR}),
         json!({"name": env::LOG_FORMAT, "value": "json"}),
         json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
+        json!({"name": env::DRAIN_PERIOD, "value": format!("{}s", router::DRAIN_SECONDS)}),
     ];
     operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
     // Credentials only by reference, never as a literal value.
@@ -166,6 +167,9 @@ pub fn build(
                     "serviceAccountName": service_account_name,
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
+                    // The router's drain after SIGTERM, then its calls in
+                    // flight (router::TERMINATION_GRACE_SECONDS).
+                    "terminationGracePeriodSeconds": router::TERMINATION_GRACE_SECONDS,
                     "securityContext": {
                         "runAsNonRoot": true,
                         "runAsUser": 65532,
