@@ -158,11 +158,11 @@ fn seconds(d: Duration) -> String {
 
 impl Group {
     pub fn start(&self, name: &str) -> anyhow::Result<Replica> {
-        self.start_with(name, &[])
+        self.start_with::<&str>(name, &[])
     }
 
     /// Starts a replica with `extra` flags after the group's own.
-    pub fn start_with(&self, name: &str, extra: &[&str]) -> anyhow::Result<Replica> {
+    pub fn start_with<S: AsRef<str>>(&self, name: &str, extra: &[S]) -> anyhow::Result<Replica> {
         let metrics_port = free_port()?;
         let mut args: Vec<String> = ["controller", "--shards", &self.shards.to_string()]
             .map(str::to_owned)
@@ -187,7 +187,7 @@ impl Group {
             .map(str::to_owned),
         );
         args.extend(self.redis.flags());
-        args.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        args.extend(extra.iter().map(|flag| flag.as_ref().to_owned()));
         Replica::spawn(
             &self.binary,
             &args,

@@ -158,10 +158,7 @@ pub async fn run(config: &Config, client: &Client, redis: &Redis) -> anyhow::Res
         )
         .await;
         // Servers carry a finalizer: an operator must run while they go.
-        let cleaner = group.start_with(
-            "cleanup",
-            &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-        )?;
+        let cleaner = group.start_with("cleanup", &flags)?;
         delete_namespaces(client, &population.namespaces).await?;
         wait_namespaces_gone(client, &population.namespaces, config.limit).await?;
         cleaner.stop(GRACE).await?;
@@ -213,12 +210,11 @@ async fn converge_with(
     (replicas, credentials, flags): (usize, RouterCredentials, &[String]),
     churn: bool,
 ) -> anyhow::Result<Run> {
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let before = Requests::scrape(&observer.client).await?;
     let own_before = observer.requests;
     let started = Instant::now();
     let group_replicas: Vec<Replica> = (0..replicas)
-        .map(|i| group.start_with(&format!("r{i}"), &flags))
+        .map(|i| group.start_with(&format!("r{i}"), flags))
         .collect::<Result<_, _>>()?;
     let last = observer
         .wait_converged(population, started, config.limit)

@@ -42,6 +42,12 @@ impl Error {
         matches!(self.cause(), Error::Conflict)
     }
 
+    /// Whether Redis refused a write for a lower fencing token: the shard
+    /// moved to another replica.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self.cause(), Error::Fenced(_))
+    }
+
     /// The `error` label of `mcp_operator_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self.cause() {

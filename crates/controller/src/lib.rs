@@ -506,8 +506,8 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
         tracing::debug!(object = %key, "status conflict; retrying on a newer copy");
         return Action::requeue(CONFLICT_RETRY);
     }
+    // drain() sets mcp_operator_queue_depth once this failure reaches it.
     let delay = ctx.backoff.failed(&key);
-    telemetry::retries_pending(ctx.backoff.pending());
     tracing::warn!(object = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -1,7 +1,8 @@
 //! The member reconciler, one for all three kinds: check the spec, resolve
 //! the backend from the Service store, and write the conditions when they
-//! changed, with an Event when Ready flips. An invalid member waits for its
-//! next change; a Service event re-checks the members that point at it.
+//! changed, with an Event for each condition that flips (runtime/events.rs).
+//! An invalid member waits for its next change; a Service event re-checks
+//! the members that point at it.
 
 use std::sync::Arc;
 

@@ -45,7 +45,7 @@ pub async fn conditions_changed(
 /// replica's copy was behind) and a fenced write (the shard moved) are the
 /// operator's own business, not the object's, and get none.
 pub async fn reconcile_failed(recorder: &Recorder, object: &ObjectReference, error: &Error) {
-    if error.is_conflict() || error.metric_label() == "fenced" {
+    if error.is_conflict() || error.is_fenced() {
         return;
     }
     let event = Event {

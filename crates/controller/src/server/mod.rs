@@ -69,11 +69,10 @@ pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Acti
         Err(wait) => return Ok(wait),
     };
     let mut timer = telemetry::ReconcileTimer::start("MCPServer");
-    let object = server.object_ref(&());
-    let result = reconcile_with_finalizer(server, &namespace, token, &ctx).await;
+    let result = reconcile_with_finalizer(server.clone(), &namespace, token, &ctx).await;
     if let Err(error) = &result {
         timer.failed(error);
-        events::reconcile_failed(&ctx.recorder, &object, error).await;
+        events::reconcile_failed(&ctx.recorder, &server.object_ref(&()), error).await;
     }
     result
 }
