@@ -1,23 +1,26 @@
 # syntax=docker/dockerfile:1
 # One image for the operator and the routers it runs: `mcp-operator
 # controller` and `mcp-operator router` are subcommands of one binary.
+# For machines with Docker; `make image` builds the same layout with
+# buildah and no Docker (image/build.sh, image/Containerfile).
 #
-#   make image                      # IMAGE=ghcr.io/kubemcp/mcp-operator:<version>
-#   make image IMAGE=k3d-registry.localhost:5000/mcp-operator:dev
+#   docker build -t ghcr.io/kubemcp/mcp-operator:<version> .
 
-# Build: the same toolchain as development, the locked dependencies.
+# Build: the same toolchain as development, the locked dependencies, and
+# the image's filesystem staged by the script `make image` uses.
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin mcp-operator \
- && cp target/release/mcp-operator /mcp-operator
+ && image/rootfs.sh target/release/mcp-operator /rootfs
 
-# Run: glibc and CA certificates only (rustls verifies Redis and apiserver
-# TLS with them), no shell, no package manager, as the unprivileged
-# nonroot user that the manifests' securityContext also asks for.
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /mcp-operator /usr/local/bin/mcp-operator
+# Run: the binary, its shared libraries, CA certificates (rustls verifies
+# Redis and apiserver TLS with them) and a passwd entry; no shell, no
+# package manager, as the unprivileged user that the manifests'
+# securityContext also asks for.
+FROM scratch
+COPY --from=build /rootfs/ /
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/mcp-operator"]

@@ -30,7 +30,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::Value;
 
-use support::{condition, testenv_var};
+use support::{condition, run_in_repository, testenv_var};
 
 /// The operator's namespace, as manifests/base names it.
 const SYSTEM: &str = "mcp-operator-system";
@@ -53,19 +53,13 @@ const RBAC_DENIAL: &str =
 /// output when it fails or warns (a Pod Security warning, a deprecated
 /// field), and returns what it printed.
 fn kubectl(args: &[&str]) -> String {
-    let output = kubectl_output(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "kubectl {} failed:\n{stderr}",
-        args.join(" ")
-    );
+    let (stdout, stderr) = run_in_repository(&testenv_var("TESTENV_KUBECTL"), args);
     assert!(
         !stderr.contains("Warning:"),
         "kubectl {} warned:\n{stderr}",
         args.join(" ")
     );
-    String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+    stdout
 }
 
 /// Runs the testenv's kubectl in the repository, whatever its outcome.
@@ -238,7 +232,57 @@ fn check_overlay(overlay: &str, built: &[Value]) {
             assert!(find(built, "ClusterRoleBinding", "mcp-operator-workload").is_none());
             assert!(find(built, "ClusterRoleBinding", "mcp-operator-namespaces").is_some());
         }
+        "testenv" => {
+            let container = &operator.expect("testenv deploys the operator")["spec"]["template"]["spec"]
+                ["containers"][0];
+            assert_eq!(
+                container["imagePullPolicy"], "Never",
+                "the image is imported"
+            );
+            let url = operator_env(built, "MCP_REDIS_URL").expect("the Redis URL");
+            assert_eq!(
+                url["valueFrom"]["secretKeyRef"]["name"], "mcp-operator-redis",
+                "the node IP's Redis URL comes from the Secret"
+            );
+            assert!(redis.is_none(), "testenv uses the testenv's Redis");
+            // Confined, so the real replicas touch only the namespaces
+            // enabled for them.
+            assert_eq!(
+                operator_env(built, "MCP_NAMESPACE_SELECTOR").map(|e| &e["value"]),
+                Some(&Value::from("kubemcp.io/enabled=true"))
+            );
+            assert!(find(built, "ClusterRoleBinding", "mcp-operator-workload").is_none());
+            let namespace = find(built, "Namespace", SYSTEM).expect("the namespace");
+            assert_eq!(
+                namespace["metadata"]["annotations"]["scheduler.alpha.kubernetes.io/node-selector"],
+                "kubemcp.io/testenv-node=real",
+                "the operator runs on the real node"
+            );
+        }
         other => panic!("no expectations for overlay {other}"),
+    }
+}
+
+/// Every overlay under manifests/overlays.
+const OVERLAYS: [&str; 5] = ["dev", "k3d", "production", "production-confined", "testenv"];
+
+/// Platform teams apply the overlays with the kubectl they have: each
+/// overlay (and the examples) builds, with what it must contain, under the
+/// kustomize of every kubectl still in support (TESTENV_KUSTOMIZE,
+/// tests/testenv/kustomize.sh; the newest is the testenv's kubectl, above).
+#[test]
+fn every_overlay_builds_with_the_kustomize_of_each_supported_kubectl() {
+    let binaries = testenv_var("TESTENV_KUSTOMIZE");
+    assert!(!binaries.trim().is_empty(), "TESTENV_KUSTOMIZE lists none");
+    for kustomize in binaries.split_whitespace() {
+        let build = |path: &str| documents(&run_in_repository(kustomize, &["build", path]).0);
+        for overlay in OVERLAYS {
+            check_overlay(overlay, &build(&format!("manifests/overlays/{overlay}")));
+        }
+        assert!(
+            !build("manifests/examples").is_empty(),
+            "{kustomize}: the examples build to nothing"
+        );
     }
 }
 
@@ -266,7 +310,7 @@ fn every_overlay_builds_and_passes_a_server_dry_run() {
         "-f",
         "manifests/base/namespace.yaml",
     ]);
-    for overlay in ["dev", "k3d", "production", "production-confined"] {
+    for overlay in OVERLAYS {
         let path = format!("manifests/overlays/{overlay}");
         check_overlay(overlay, &documents(&kubectl(&["kustomize", &path])));
         // Schema, field validation (strict) and admission, Pod Security

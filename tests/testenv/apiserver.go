@@ -54,6 +54,13 @@ func runAPIServer(args []string) error {
 		"--service-account-signing-key-file=" + p.SAPrivateKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
+		// The real node's kubelet serves logs, exec and port-forward on
+		// its node IP; kubelets refuse loopback.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		// A namespace's annotations steer its pods onto the real node
+		// (scheduler.alpha.kubernetes.io/node-selector and
+		// .../defaultTolerations): node.sh documents them.
+		"--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
 		"--profiling=false",
 		"--cert-dir=" + filepath.Join(*dir, "certs"),
 	})

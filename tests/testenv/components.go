@@ -15,7 +15,7 @@ import (
 // their dependents, namespaces get their default ServiceAccount and delete
 // cleanly, Services get EndpointSlices, PodDisruptionBudgets get status, and
 // nodes lose the not-ready taint (added on registration) once kwok marks them
-// Ready.
+// Ready, and pods on the real node find the cluster's CA.
 var controllers = []string{
 	"garbage-collector-controller",
 	"deployment-controller",
@@ -26,6 +26,12 @@ var controllers = []string{
 	"endpointslice-controller",
 	"disruption-controller",
 	"node-lifecycle-controller",
+	// kube-root-ca.crt in every namespace: a real pod with a
+	// service-account token (the operator's) waits for it.
+	"root-ca-certificate-publisher-controller",
+	// Endpoints, which the apiserver's service proxy (clients reaching a
+	// Service on the real node) still resolves Services by.
+	"endpoints-controller",
 }
 
 type componentFlags struct {

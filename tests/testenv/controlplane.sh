@@ -12,6 +12,7 @@
 #   controlplane.sh restart-apiserver
 #                           kill -9 the apiserver (and its embedded etcd) and
 #                           start it again on the same state: a chaos fault
+#   controlplane.sh binary  build the testenv binary when needed; print its path
 #   controlplane.sh kubectl ARGS...
 #                           kubectl (built into the testenv binary, the
 #                           control plane's version) with the admin kubeconfig
@@ -39,13 +40,15 @@ log() { echo "controlplane.sh: $*" >&2; }
 # The binary is keyed by a hash of its sources, so it is rebuilt exactly when
 # they change and two checkouts share one build.
 testenv_binary() {
-  local hash
-  hash=$(cd "$here" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+  # The real node's kubelet reports this version (the build has no git
+  # metadata of Kubernetes' own).
+  local ldflags="-X k8s.io/component-base/version.gitVersion=v1.36.3" hash
+  hash=$( (cd "$here" && cat go.mod go.sum ./*.go && echo "$ldflags") | sha256sum | cut -c1-16)
   local bin="$cache/testenv-$hash"
   if [ ! -x "$bin" ]; then
-    log "building the control plane (kube-apiserver v1.36; the first build takes several minutes)"
+    log "building the control plane and the kubelet (v1.36; the first build takes several minutes)"
     mkdir -p "$cache"
-    (cd "$here" && CGO_ENABLED=0 go build -o "$bin.tmp.$$" .) >&2
+    (cd "$here" && CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$bin.tmp.$$" .) >&2
     mv "$bin.tmp.$$" "$bin"
   fi
   echo "$bin"
@@ -60,16 +63,8 @@ kwok_binary() {
   echo "$bin"
 }
 
-alive() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
-
-# start NAME COMMAND...: run COMMAND detached from this shell, so that it
-# outlives `make testenv`, with its log and pid in the state directory.
-start() {
-  local name=$1
-  shift
-  setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/$name.pid"
-}
+# alive, start, wait_for
+. "$here/processes.sh"
 
 apiserver_ready() {
   [ -f "$state/admin.token" ] &&
@@ -78,25 +73,6 @@ apiserver_ready() {
 }
 
 healthy() { [ "$(curl -skf --max-time 2 "https://127.0.0.1:$1/healthz" 2>/dev/null)" = ok ]; }
-
-# wait_for SECONDS NAME COMMAND...: poll COMMAND, failing early when the
-# component's process has died.
-wait_for() {
-  local deadline=$((SECONDS + $1)) name=$2
-  shift 2
-  until "$@"; do
-    if ! alive "$name"; then
-      log "$name exited; last lines of $state/$name.log:"
-      tail -20 "$state/$name.log" >&2
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out waiting for $name; see $state/$name.log"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
 
 status() {
   local c
@@ -175,6 +151,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
+  binary) testenv_binary ;;
   kubectl) shift; kubectl "$@" ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver|kubectl ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|binary|kubectl ARGS..." >&2; exit 2 ;;
 esac

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make demo` and `make demo-down`: the whole system on this machine, with
-# real parts and no Docker. A control plane and Redis (the testenv, on ports
-# of its own), three operator replicas sharing the shards, the examples of
-# manifests/examples, the sample backend and two routers for the example
-# MCPServer, all as local processes that stay up until `demo.sh down`.
+# `make demo` and `make demo-down`: the whole system on this machine, as it
+# deploys, without Docker. A control plane, Redis and one real node (the
+# testenv, on ports of its own); the image `make image` builds, imported
+# into the node; the operator installed from manifests/overlays/testenv as
+# a real 3-replica Deployment; and manifests/examples applied on the node,
+# so the example server's two routers and its backend are real pods. The
+# MCP URL it prints is a port-forward, through the apiserver and the
+# kubelet, to the router Service.
 #
 #   demo.sh up     build, start everything, make one real MCP tools/call
 #   demo.sh down   stop everything the demo started and remove its state
@@ -11,12 +14,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 state="$root/.demo"
 namespace=mcp-examples # set by manifests/examples
-router_ports=(18080 18081)
-# The sample backend listens where the Service of manifests/examples says
-# (port 8080), on a loopback address of its own so nothing else on this
-# machine's 8080 is in the way.
-backend_address=127.0.0.2
-backend_port=8080
+server=weather         # manifests/examples/server.yaml
+local_port=18080
 
 # The demo's own testenv, so it runs beside `make testenv` or `make test`.
 export TESTENV_DIR="$state/testenv"
@@ -24,7 +23,8 @@ export TESTENV_APISERVER_PORT=56443 TESTENV_CONTROLLER_MANAGER_PORT=56446
 export TESTENV_SCHEDULER_PORT=56447 TESTENV_KWOK_PORT=56448
 export TESTENV_REDIS_PORT=56379 TESTENV_REDIS_CLUSTER_BASE_PORT=51000
 
-binary="${CARGO_TARGET_DIR:-$root/target}/debug/mcp-operator"
+cache="${TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcp-operator}"
+archive="${CARGO_TARGET_DIR:-$root/target}/image/mcp-operator.oci.tar"
 kubectl="$root/tests/testenv/kubectl.sh"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -74,6 +74,39 @@ rpc() {
     "$@" -d "$body"
 }
 
+# The examples' backend image: Debian's python3, its standard library and
+# the shared libraries they load, FROM scratch; keyed by the interpreter,
+# built once.
+python_archive() {
+  local python stdlib hash
+  [ -x /usr/bin/python3 ] || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3 >&2
+  python=$(readlink -f /usr/bin/python3)
+  stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
+  hash=$(sha256sum "$python" | cut -c1-16)
+  local archive="$cache/python-$hash.oci.tar"
+  if [ ! -f "$archive" ]; then
+    local work
+    work=$(mktemp -d)
+    mkdir -p "$work/rootfs/usr/bin"
+    cp "$python" "$work/rootfs/usr/bin/python3"
+    tar -C / --exclude=test --exclude=tests --exclude=idlelib --exclude=tkinter --exclude=ensurepip \
+      -cf - "${stdlib#/}" | tar -C "$work/rootfs" -xf -
+    { ldd "$python"; find "$stdlib/lib-dynload" -name '*.so' -exec ldd {} \; ; } 2>/dev/null |
+      grep -o '/[^ ]*' | sort -u | while read -r lib; do
+        mkdir -p "$work/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$work/rootfs$lib"
+      done
+    printf 'FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\nENTRYPOINT ["/usr/bin/python3"]\n' >"$work/Containerfile"
+    local storage=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
+    buildah "${storage[@]}" bud --quiet --timestamp 0 -f "$work/Containerfile" -t testenv.local/python:1 "$work" >/dev/null
+    buildah "${storage[@]}" push --quiet testenv.local/python:1 "oci-archive:$archive.tmp:testenv.local/python:1"
+    buildah "${storage[@]}" rmi --all >/dev/null 2>&1 || true
+    mv "$archive.tmp" "$archive"
+    rm -rf "$work"
+  fi
+  echo "$archive"
+}
+
 up() {
   if [ -s "$state/pids" ]; then
     echo "demo: already running (make demo-down stops it)" >&2
@@ -81,87 +114,67 @@ up() {
   fi
   mkdir -p "$state/logs"
 
-  step "Building mcp-operator (cargo build; the first build takes a few minutes)"
-  cargo build --bin mcp-operator
+  step "Building the image (make image: a release build, then buildah; the first build takes several minutes)"
+  make -C "$root" --no-print-directory image IMAGE_ARCHIVE="$archive"
+  step "Building the examples' Python image from this machine's python3"
+  local python
+  python=$(python_archive)
 
-  step "Starting a Kubernetes control plane and Redis on loopback (first start builds them)"
+  step "Starting a control plane, Redis and a real node (containerd, kubelet) on this machine"
   local exports
-  exports=$("$root/tests/testenv/testenv.sh" up) || fail "the control plane or Redis did not start"
+  exports=$(TESTENV_NODE_IMAGES="$archive $python" "$root/tests/testenv/testenv.sh" up) ||
+    fail "the control plane, Redis or the node did not start"
   eval "$exports"
   export KUBECONFIG
+  "$kubectl" get nodes
 
-  step "Installing the operator's namespace, CRDs and RBAC (manifests/overlays/dev)"
-  "$kubectl" apply --server-side -k "$root/manifests/overlays/dev" >/dev/null
+  step "Installing the operator from manifests/overlays/testenv (3 replicas on the real node)"
+  "$kubectl" apply --server-side -f "$root/manifests/base/namespace.yaml" >/dev/null
+  # The operator's Redis settings (Secret mcp-operator-redis, as the
+  # overlay reads it): the testenv's Redis, which the node forwards to its
+  # IP for pods, and the testenv's admin user, which may make each
+  # server's routers a Redis user of their own.
+  local redis_url=${MCP_REDIS_URL/127.0.0.1:$TESTENV_REDIS_PORT/$TESTENV_NODE_IP:6379}
+  "$kubectl" -n mcp-operator-system create secret generic mcp-operator-redis \
+    --from-literal=url="$redis_url" \
+    --from-literal=username="$MCP_REDIS_USERNAME" --from-literal=password="$MCP_REDIS_PASSWORD" \
+    --dry-run=client -o yaml | "$kubectl" apply --server-side -f - >/dev/null
+  "$kubectl" apply --server-side -k "$root/manifests/overlays/testenv" >/dev/null
+  "$kubectl" -n mcp-operator-system rollout status deployment/mcp-operator --timeout=300s ||
+    fail "the operator Deployment did not become available"
 
-  step "Starting 3 operator replicas (16 shards, Leases in mcp-operator-system)"
-  for i in 1 2 3; do
-    spawn "operator-$i" env -u MCP_REDIS_CLUSTER_URLS "$binary" controller \
-      --redis-url "$MCP_REDIS_URL" \
-      --lease-namespace mcp-operator-system \
-      --identity "demo-operator-$i" \
-      --metrics-listen "127.0.0.1:1909$i"
-  done
-  for i in 1 2 3; do wait_http "http://127.0.0.1:1909$i/metrics" "operator-$i"; done
-
-  step "Starting the sample backend on $backend_address:$backend_port"
-  spawn backend python3 "$root/manifests/examples/backend/server.py" --host "$backend_address" --port "$backend_port"
-  wait_http "http://$backend_address:$backend_port/healthz" backend
-
-  step "Applying manifests/examples (namespace $namespace)"
-  "$kubectl" apply --server-side -k "$root/manifests/examples"
+  step "Applying manifests/examples (namespace $namespace, on the real node, enabled for the confined operator)"
+  "$kubectl" apply --server-side -k "$root/tests/testenv/demo"
   "$kubectl" wait -n "$namespace" --for=condition=Ready --timeout=120s \
     mcptools --all >/dev/null || fail "tools did not become Ready"
   "$kubectl" wait -n "$namespace" --for=condition=Ready --timeout=120s \
     mcpservers --all >/dev/null || fail "the MCPServer did not become Ready"
-  "$kubectl" get -n "$namespace" mcptools,mcpprompts,mcpresources,mcpservers
-
-  local server
-  server=$("$kubectl" get -n "$namespace" mcpservers -o jsonpath='{.items[0].metadata.name}')
-  step "Starting 2 routers for MCPServer $namespace/$server"
-  # Backend Services resolve inside a cluster; here they are the local
-  # sample backend, so the routers map every backend host to loopback.
-  local hosts
-  hosts=$("$kubectl" get -n "$namespace" mcptools -o jsonpath='{range .items[*]}{.status.resolvedEndpoint}{"\n"}{end}' |
-    sed -E 's#^https?://([^:/]+).*#\1#' | sort -u)
-  local resolve=()
-  for host in $hosts; do resolve+=(--resolve "$host=$backend_address"); done
-  # The keys the routers verify the catalog with, from the Deployment the
-  # operator made for them, as a router pod gets them.
-  local public_keys
-  public_keys=$("$kubectl" get -n "$namespace" deployment "$server" \
-    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MCP_CATALOG_PUBLIC_KEYS")].value}')
-  [ -n "$public_keys" ] || fail "the router Deployment has no MCP_CATALOG_PUBLIC_KEYS"
-  # The routers' own Redis user (it reaches only this server's keys), from
-  # the Secret the operator wrote, as the kubelet would pass it.
-  local secret="$server-router-redis" redis_username redis_password
-  redis_username=$("$kubectl" get -n "$namespace" secret "$secret" -o jsonpath='{.data.username}' | base64 -d)
-  redis_password=$("$kubectl" get -n "$namespace" secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
-  for port in "${router_ports[@]}"; do
-    spawn "router-$port" env -u MCP_REDIS_CLUSTER_URLS \
-      MCP_REDIS_USERNAME="$redis_username" MCP_REDIS_PASSWORD="$redis_password" "$binary" router \
-      --server "$namespace/$server" \
-      --listen "127.0.0.1:$port" \
-      --redis-url "$MCP_REDIS_URL" \
-      --catalog-public-keys "$public_keys" \
-      "${resolve[@]}"
+  for deployment in weather-backend "$server"; do
+    "$kubectl" -n "$namespace" rollout status "deployment/$deployment" --timeout=300s ||
+      fail "deployment $deployment did not become available"
   done
-  for port in "${router_ports[@]}"; do wait_http "http://127.0.0.1:$port/readyz" "router-$port"; done
+  "$kubectl" get -n "$namespace" mcptools,mcpprompts,mcpresources,mcpservers
+  "$kubectl" get -n "$namespace" pods -o wide
 
-  step "A real MCP session: initialize on one router, tools/call on the other"
-  local headers session tool
+  step "Forwarding 127.0.0.1:$local_port to the router Service $namespace/$server"
+  spawn port-forward "$kubectl" -n "$namespace" port-forward --address 127.0.0.1 "svc/$server" "$local_port:80"
+  wait_http "http://127.0.0.1:$local_port/readyz" port-forward
+
+  step "A real MCP session with the router pods"
+  local headers session
   headers="$state/initialize.headers"
-  rpc "${router_ports[0]}" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"make-demo","version":"1"}}}' \
+  rpc "$local_port" '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"make-demo","version":"1"}}}' \
     -D "$headers" >/dev/null || fail "initialize failed"
   session=$(awk 'tolower($1)=="mcp-session-id:"{print $2}' "$headers" | tr -d '\r')
   [ -n "$session" ] || fail "the router returned no Mcp-Session-Id"
-  rpc "${router_ports[1]}" '{"jsonrpc":"2.0","method":"notifications/initialized"}' -H "Mcp-Session-Id: $session" >/dev/null ||
+  rpc "$local_port" '{"jsonrpc":"2.0","method":"notifications/initialized"}' -H "Mcp-Session-Id: $session" >/dev/null ||
     fail "notifications/initialized failed"
   echo "tools/list:" >&2
-  rpc "${router_ports[1]}" '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' -H "Mcp-Session-Id: $session" |
+  rpc "$local_port" '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' -H "Mcp-Session-Id: $session" |
     response |
     python3 -c 'import json,sys; [print("  -", t["name"] + ":", t.get("description", "")) for t in json.load(sys.stdin)["result"]["tools"]]'
   echo "tools/call forecast {\"city\": \"Oslo\", \"days\": 2}:" >&2
-  rpc "${router_ports[1]}" '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"forecast","arguments":{"city":"Oslo","days":2}}}' \
+  rpc "$local_port" '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"forecast","arguments":{"city":"Oslo","days":2}}}' \
     -H "Mcp-Session-Id: $session" | response | python3 -m json.tool ||
     fail "tools/call failed"
 
@@ -169,19 +182,22 @@ up() {
 
 $(printf '\033[1m')mcp-operator demo is up.$(printf '\033[0m')
 
-  MCP endpoint (Streamable HTTP):  http://127.0.0.1:${router_ports[0]}/mcp
-                                   http://127.0.0.1:${router_ports[1]}/mcp (same server; sessions work on either)
+  MCP endpoint (Streamable HTTP):  http://127.0.0.1:$local_port/mcp
+                                   (kubectl port-forward to the Service $namespace/$server; its two
+                                   router pods run on the real node testenv-node)
 
   Connect a client:
     MCP Inspector:  npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", the URL above)
     Python SDK:     pip install mcp==2.3.0, then
                       from mcp import Client
-                      async with Client("http://127.0.0.1:${router_ports[0]}/mcp") as client:
+                      async with Client("http://127.0.0.1:$local_port/mcp") as client:
                           print(await client.call_tool("forecast", {"city": "Oslo"}))
-    Claude Code:    claude mcp add --transport http demo http://127.0.0.1:${router_ports[0]}/mcp
+    Claude Code:    claude mcp add --transport http demo http://127.0.0.1:$local_port/mcp
 
-  Change the catalog and watch clients get list_changed:
+  Look around, change the catalog and watch clients get list_changed:
     export TESTENV_DIR=$TESTENV_DIR   # the demo's control plane, for kubectl.sh
+    $kubectl -n mcp-operator-system get pods -o wide      # the operator's replicas
+    $kubectl -n $namespace logs deployment/$server          # a router's log
     $kubectl -n $namespace get mcptools,mcpprompts,mcpresources,mcpservers
     $kubectl -n $namespace label mcptool current-time catalog-   # drops it from the server
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -12,6 +13,16 @@ import (
 const contextName = "mcp-operator-testenv"
 
 func kubeconfigPath(dir string) string { return filepath.Join(dir, "kubeconfig") }
+
+// adminClient is a client of the apiserver, as the admin of the kubeconfig
+// `testenv apiserver` wrote in dir.
+func adminClient(dir string) (*kubernetes.Clientset, error) {
+	config, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(config)
+}
 
 // writeKubeconfig writes an admin kubeconfig with the CA embedded, so that it
 // can be copied anywhere and still work.

@@ -11,6 +11,8 @@
 //	testenv nodes --dir DIR [--count N]
 //	testenv crds --dir DIR FILE...
 //	testenv kubectl ARGS...
+//	testenv kubelet ARGS...
+//	testenv proxy --dir DIR --listen NODE-IP [--forward PORT=HOST:PORT]...
 //
 // DIR holds the generated PKI, the admin token and the kubeconfig that every
 // other subcommand (and the tests) use.
@@ -39,6 +41,10 @@ func main() {
 		err = runCRDs(os.Args[2:])
 	case "kubectl":
 		err = runKubectl(os.Args[2:])
+	case "kubelet":
+		err = runKubelet(os.Args[2:])
+	case "proxy":
+		err = runProxy(os.Args[2:])
 	default:
 		usage()
 	}
@@ -49,6 +55,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testenv apiserver|controller-manager|scheduler|nodes|crds --dir DIR [flags] | kubectl ARGS...")
+	fmt.Fprintln(os.Stderr, "usage: testenv apiserver|controller-manager|scheduler|nodes|crds|proxy --dir DIR [flags] | kubectl|kubelet ARGS...")
 	os.Exit(2)
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test environment: a real control plane (controlplane.sh) and real
-# Redis, single node and cluster (redis.sh). The Makefile's testenv,
+# The test environment: a real control plane (controlplane.sh), real
+# Redis, single node and cluster (redis.sh), the kustomize of every kubectl
+# in support (kustomize.sh) and one real node (node.sh). The Makefile's testenv,
 # testenv-down and test targets are thin calls of this script.
 #
 #   testenv.sh up            start what is not running; print the export lines
@@ -10,15 +11,18 @@
 #                            needed and stopping afterwards only what it started
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-components=(controlplane redis)
+components=(controlplane redis kustomize node)
 
 up() {
   for c in "${components[@]}"; do "$here/$c.sh" up; done
 }
 
+# Stopped in reverse order: the node's kubelet before the control plane.
+reversed() { local i; for ((i = $# ; i > 0; i--)); do echo "${!i}"; done; }
+
 down() {
-  local rc=0
-  for c in "${components[@]}"; do "$here/$c.sh" down || rc=$?; done
+  local rc=0 c
+  for c in $(reversed "${components[@]}"); do "$here/$c.sh" down || rc=$?; done
   return "$rc"
 }
 
@@ -32,7 +36,7 @@ run() {
   done
   stop_started() {
     local c
-    for c in "${started[@]}"; do "$here/$c.sh" down >&2 || true; done
+    for c in $(reversed "${started[@]}"); do "$here/$c.sh" down >&2 || true; done
   }
   trap stop_started EXIT
   local c exports
