@@ -106,6 +106,14 @@ pub struct HttpArgs {
     /// How long an idle MCP session is kept in Redis.
     #[arg(long, env = "MCP_SESSION_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
+
+    /// After SIGTERM, how long the router goes on serving every request
+    /// while /readyz answers 503, before it stops: a deleted pod stays an
+    /// endpoint of its Service until every proxy has seen it go, and calls
+    /// sent to it meanwhile are still answered. A second SIGTERM or Ctrl-C
+    /// stops at once. The operator's Deployments set 5s; 0s stops at once.
+    #[arg(long, env = env::DRAIN_PERIOD, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_period: Duration,
 }
 
 /// Optional client authentication on /mcp.

@@ -9,9 +9,11 @@ use bytes::{Bytes, BytesMut};
 use mcp_operator_api::HttpMethod;
 use mcp_operator_catalog::{Endpoint, HeaderValue};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::metrics;
 use crate::secrets::Secrets;
+use crate::trace;
 
 /// A backend's answer, read in full.
 #[derive(Debug)]
@@ -36,10 +38,9 @@ struct Failure {
     retryable: bool,
 }
 
-/// A reqwest client builder with the process's TLS provider installed
-/// (ring, as kube uses; reqwest is built without one of its own).
+/// A reqwest client builder with the process's TLS provider installed.
 pub fn client_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    mcp_operator_store::install_tls_provider();
     reqwest::Client::builder()
 }
 
@@ -90,19 +91,21 @@ impl Forwarder {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(timeout, self.attempt(endpoint, method, arguments, &headers))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failure {
-                            message: format!(
-                                "the backend did not answer within {}s",
-                                timeout.as_secs()
-                            ),
-                            kind: "timeout",
-                            retryable: false,
-                        })
-                    });
+            let span =
+                tracing::info_span!("backend", otel.kind = "client", url = %endpoint.url, attempt);
+            let result = tokio::time::timeout(
+                timeout,
+                self.attempt(endpoint, method, arguments, &headers)
+                    .instrument(span),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure {
+                    message: format!("the backend did not answer within {}s", timeout.as_secs()),
+                    kind: "timeout",
+                    retryable: false,
+                })
+            });
             match result {
                 Ok(reply) => {
                     metrics::backend(target, "ok", started.elapsed());
@@ -159,9 +162,13 @@ impl Forwarder {
         } else {
             request.json(arguments)
         };
-        let request = headers.iter().fold(request, |request, (name, value)| {
-            request.header(name, value)
-        });
+        let request = headers
+            .iter()
+            .fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
+            // After the endpoint's headers: the trace is the router's to say.
+            .headers(trace::outgoing_headers());
         let mut response = request.send().await.map_err(|error| Failure {
             message: format!("cannot reach the backend: {}", cause(&error)),
             kind: "connect",

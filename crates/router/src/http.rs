@@ -1,6 +1,7 @@
 //! The HTTP server: /mcp (rmcp's Streamable HTTP service behind the
 //! guard, auth and limits), /healthz, /readyz and /metrics. Every request
-//! runs in a tracing span.
+//! runs in a tracing span, a child of the caller's when it sent a
+//! `traceparent`.
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::guard::Guard;
 use crate::mcp::{Session, Shared};
 use crate::metrics;
 use crate::session::RedisSessions;
+use crate::trace;
 
 /// What the HTTP layer needs besides the MCP handler.
 pub struct Parts {
@@ -40,6 +42,9 @@ pub struct Parts {
     pub limits: LimitArgs,
     pub metrics: PrometheusHandle,
     pub shutdown: CancellationToken,
+    /// Cancelled at SIGTERM, before `shutdown`: /readyz answers 503 from
+    /// then on, while everything else is still served (the drain).
+    pub draining: CancellationToken,
 }
 
 struct Gate {
@@ -57,6 +62,7 @@ pub fn app(parts: Parts) -> Router {
         limits,
         metrics: prometheus,
         shutdown,
+        draining,
     } = parts;
     let state = shared.state.clone();
     let config = StreamableHttpServerConfig::default()
@@ -91,12 +97,28 @@ pub fn app(parts: Parts) -> Router {
     Router::new()
         .route_service(router::MCP_PATH, mcp)
         .route(router::HEALTH_PATH, get(|| async { "ok" }))
-        .route(router::READY_PATH, get(ready).with_state(state))
+        .route(router::READY_PATH, get(ready).with_state((state, draining)))
         .route(
             router::METRICS_PATH,
             get(move || std::future::ready(prometheus.render())),
         )
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// tower-http's default request span, in the caller's trace when the
+/// request carries a `traceparent` header.
+fn request_span(request: &Request) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        version = ?request.version(),
+    );
+    trace::continue_trace(
+        &span,
+        trace::caller(&Default::default(), Some(request.headers())),
+    );
+    span
 }
 
 /// Host/Origin first (403 before anything else), then authentication.
@@ -137,7 +159,12 @@ async fn session_ended(request: Request, next: Next) -> Response {
     response
 }
 
-async fn ready(State(state): State<CatalogState>) -> Response {
+async fn ready(State((state, draining)): State<(CatalogState, CancellationToken)>) -> Response {
+    if draining.is_cancelled() {
+        // Out of the Service's endpoints for whoever still checks, while
+        // the calls that reach this pod meanwhile are answered.
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining: stopping").into_response();
+    }
     match (state.is_ready(), state.is_stale()) {
         (true, false) => "ready".into_response(),
         (true, true) => "ready (Redis unreachable: serving the last good catalog)".into_response(),

@@ -19,6 +19,7 @@ mod render;
 mod secrets;
 mod session;
 mod sync;
+mod trace;
 
 use std::sync::Arc;
 
@@ -31,11 +32,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::RouterArgs;
 
-/// Runs the router until SIGTERM or Ctrl-C.
+/// Runs the router until SIGTERM or Ctrl-C, and for the drain period
+/// (--drain-period) after it.
 pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Result<()> {
     let store = Store::new(&args.redis, "mcp_router").context("configuring Redis")?;
     let state = catalog::CatalogState::default();
     let shutdown = CancellationToken::new();
+    let draining = CancellationToken::new();
 
     let (ended_sessions, mut ended) = tokio::sync::mpsc::unbounded_channel::<String>();
     let local_sessions = Arc::new(LocalSessionManager::default());
@@ -86,6 +89,7 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
         limits: args.limits.clone(),
         metrics: prometheus,
         shutdown: shutdown.clone(),
+        draining: draining.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -100,9 +104,20 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
         }
     });
     let stopping = shutdown.clone();
+    let drain = args.http.drain_period;
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             terminated().await;
+            if !drain.is_zero() {
+                // The pod is deleted but still someone's endpoint for a
+                // moment: keep answering, not ready, then stop.
+                tracing::info!(?drain, "draining: not ready, still serving");
+                draining.cancel();
+                tokio::select! {
+                    () = tokio::time::sleep(drain) => {}
+                    () = terminated() => tracing::info!("a second signal: not draining any longer"),
+                }
+            }
             tracing::info!("stopping");
             stopping.cancel();
         })

@@ -31,6 +31,7 @@ use crate::metrics;
 use crate::notify::{Note, follow};
 use crate::page::page;
 use crate::render::{RenderError, render};
+use crate::trace;
 
 /// The protocol revisions this router speaks.
 const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
@@ -81,17 +82,20 @@ impl Drop for Session {
     }
 }
 
-/// Runs one request in a span, bounded by the request timeout, and records
-/// its method, outcome and latency.
+/// Runs one request in a span that continues the caller's trace, bounded
+/// by the request timeout, and records its method, outcome and latency.
 async fn observe<T>(
     shared: &Shared,
     method: &'static str,
+    context: &RequestContext<RoleServer>,
     handle: impl Future<Output = Result<T, ErrorData>>,
     is_tool_error: impl FnOnce(&T) -> bool,
 ) -> Result<T, ErrorData> {
     let started = Instant::now();
     let limit = shared.request_timeout;
-    let result = tokio::time::timeout(limit, handle.instrument(tracing::info_span!("mcp", method)))
+    let span = tracing::info_span!("mcp", method);
+    trace::continue_trace(&span, trace::caller_of(&context.meta, &context.extensions));
+    let result = tokio::time::timeout(limit, handle.instrument(span))
         .await
         .unwrap_or_else(|_| {
             Err(ErrorData::internal_error(
@@ -356,11 +360,12 @@ impl ServerHandler for Session {
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         observe(
             &self.shared,
             "resources/subscribe",
+            &context,
             async {
                 if let Ok(mut subscriptions) = self.subscriptions.lock() {
                     subscriptions.insert(request.uri);
@@ -376,11 +381,12 @@ impl ServerHandler for Session {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         observe(
             &self.shared,
             "resources/unsubscribe",
+            &context,
             async {
                 if let Ok(mut subscriptions) = self.subscriptions.lock() {
                     subscriptions.remove(&request.uri);
@@ -395,11 +401,12 @@ impl ServerHandler for Session {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         observe(
             &self.shared,
             "tools/list",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let (tools, next_cursor) = paged(
@@ -422,12 +429,13 @@ impl ServerHandler for Session {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         observe(
             &self.shared,
             "tools/call",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let tool = catalog.tool(&name).ok_or_else(|| {
@@ -472,11 +480,12 @@ impl ServerHandler for Session {
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         observe(
             &self.shared,
             "prompts/list",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let (prompts, next_cursor) = paged(
@@ -499,11 +508,12 @@ impl ServerHandler for Session {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         observe(
             &self.shared,
             "prompts/get",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let name = &request.name;
@@ -532,11 +542,12 @@ impl ServerHandler for Session {
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         observe(
             &self.shared,
             "resources/list",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let (resources, next_cursor) = paged(
@@ -559,12 +570,13 @@ impl ServerHandler for Session {
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         // Catalog resources have fixed URIs; there are no templates.
         observe(
             &self.shared,
             "resources/templates/list",
+            &context,
             async { Ok(ListResourceTemplatesResult::default()) },
             no_tool_error,
         )
@@ -574,11 +586,12 @@ impl ServerHandler for Session {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         observe(
             &self.shared,
             "resources/read",
+            &context,
             async {
                 let catalog = self.catalog()?;
                 let uri = &request.uri;

@@ -97,6 +97,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             limits,
             metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            draining: tokio_util::sync::CancellationToken::new(),
         })
     });
     Fixture {

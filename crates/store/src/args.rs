@@ -164,9 +164,7 @@ impl RedisArgs {
         if !matches!(addr, redis::ConnectionAddr::TcpTls { .. }) {
             return Ok(None);
         }
-        // rustls needs a process-wide provider; ring is the one this
-        // workspace builds (a second install is a harmless no-op).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         Ok(self.ca_pem()?.map(|root_cert| redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(root_cert),

@@ -19,6 +19,13 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 pub use args::{Password, RedisArgs, env};
 
+/// Installs ring, the provider kube builds with, as the process's rustls
+/// provider: redis and reqwest are built without one of their own. Every
+/// TLS client calls this before it connects; a second install is a no-op.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why Redis could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
