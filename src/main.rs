@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod crds;
+mod flags;
 mod telemetry;
 
 #[derive(Parser)]
@@ -43,28 +44,43 @@ enum Command {
         #[arg(long, conflicts_with = "out_dir")]
         reference: bool,
     },
+    /// Print a subcommand's flags as the Markdown table of the docs, or
+    /// write it into a doc between its markers (`make docs`).
+    Flags {
+        /// `controller` or `router`.
+        subcommand: String,
+        /// Rewrite the table in this Markdown file instead of printing it.
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
 }
 
-/// Starts logging, metrics and a Tokio runtime, then runs a server.
-fn serve<F, Fut>(log: &telemetry::LogArgs, server: F) -> anyhow::Result<()>
+/// Starts logging, metrics, traces and a Tokio runtime, then runs a
+/// server; flushes the traces when it stops.
+fn serve<F, Fut>(log: &telemetry::LogArgs, service: &'static str, server: F) -> anyhow::Result<()>
 where
     F: FnOnce(metrics_exporter_prometheus::PrometheusHandle) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let metrics = telemetry::init(log)?;
-    tokio::runtime::Runtime::new()?.block_on(server(metrics))
+    let telemetry = telemetry::init(log, service)?;
+    let result = tokio::runtime::Runtime::new()?.block_on(server(telemetry.metrics.clone()));
+    telemetry.shutdown();
+    result
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds { out_dir, reference } => crds::run(out_dir.as_deref(), reference),
-        Command::Controller { args, log } => {
-            serve(&log, |metrics| mcp_operator_controller::run(*args, metrics))
+        Command::Flags { subcommand, into } => {
+            flags::run(&Cli::command(), &subcommand, into.as_deref())
         }
-        Command::Router { args, log } => {
-            serve(&log, |metrics| mcp_operator_router::run(*args, metrics))
-        }
+        Command::Controller { args, log } => serve(&log, "mcp-operator-controller", |metrics| {
+            mcp_operator_controller::run(*args, metrics)
+        }),
+        Command::Router { args, log } => serve(&log, "mcp-operator-router", |metrics| {
+            mcp_operator_router::run(*args, metrics)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

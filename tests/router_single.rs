@@ -44,6 +44,46 @@ async fn resolve_pins_backend_hosts() {
     );
 }
 
+/// After SIGTERM a router with a drain period goes on answering calls for
+/// that long while /readyz says 503 (a deleted pod's endpoint lingers in
+/// Service proxies), then stops by itself.
+#[tokio::test]
+async fn sigterm_drains_then_stops() {
+    let drain = std::time::Duration::from_secs(3);
+    let (mut router, _) = router::fixture(
+        router::Redis::Single,
+        "drain",
+        &[("MCP_DRAIN_PERIOD", "3s")],
+    )
+    .await;
+    let mut client = router.client().await;
+    let started = std::time::Instant::now();
+    router.terminate();
+    router::until_status(
+        "/readyz to answer 503",
+        &format!("{}/readyz", router.base),
+        |status| status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    let echo = client
+        .call("echo", serde_json::json!({"message": "draining"}))
+        .await;
+    assert_eq!(echo["isError"], false, "{echo}");
+    assert!(
+        started.elapsed() < drain,
+        "the call was answered only after the drain; the machine is too slow to tell"
+    );
+    let status = router
+        .exited(drain + std::time::Duration::from_secs(10))
+        .await
+        .expect("the router stops after its drain");
+    assert!(status.success(), "the router exited with {status}");
+    assert!(
+        started.elapsed() >= drain,
+        "the router stopped before its drain was over"
+    );
+}
+
 /// A router that is given no key to verify catalogs with does not start,
 /// and says why.
 #[test]

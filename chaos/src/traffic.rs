@@ -518,7 +518,7 @@ impl Client {
 /// An HTTP client for the routers (plain HTTP, but reqwest's rustls needs
 /// a crypto provider to build).
 fn http() -> anyhow::Result<reqwest::Client> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    mcp_operator_store::install_tls_provider();
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?)

@@ -7,10 +7,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-/// An HTTP client. reqwest is built without a bundled TLS provider (the
-/// router installs ring, as kube does); the tests install the same.
+/// An HTTP client, with the TLS provider the router installs.
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    mcp_operator_store::install_tls_provider();
     reqwest::Client::new()
 }
 

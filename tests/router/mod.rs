@@ -425,6 +425,30 @@ impl RouterProcess {
         }
     }
 
+    /// Sends SIGTERM, as the kubelet does to a deleted pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM the router");
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or None
+    /// while it still runs.
+    pub async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the router's status") {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A counter's value in the router's metrics (0 when absent, or while
     /// the router does not listen yet).
     pub async fn counter(&self, name_and_labels: &str) -> f64 {
@@ -445,14 +469,11 @@ impl RouterProcess {
     }
 
     pub async fn wait_ready(&self) {
-        let http = mcp::http();
-        let url = format!("{}/readyz", self.base);
-        eventually(&format!("the router at {} ready", self.base), async || {
-            http.get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
+        until_status(
+            &format!("the router at {} ready", self.base),
+            &format!("{}/readyz", self.base),
+            |status| status.is_success(),
+        )
         .await;
     }
 
@@ -1204,6 +1225,15 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits until a GET of `url` answers with a status `accept` takes.
+pub async fn until_status(what: &str, url: &str, accept: impl Fn(reqwest::StatusCode) -> bool) {
+    let http = mcp::http();
+    eventually(what, async || {
+        http.get(url).send().await.is_ok_and(|r| accept(r.status()))
+    })
+    .await;
 }
 
 /// Polls `check` until it holds or the tests' longest wait passes (a

@@ -28,6 +28,32 @@ pub fn testenv_var(name: &str) -> String {
     })
 }
 
+/// Runs `program` in the repository with `args`: its stdout and stderr
+/// (which some callers check for warnings), or a test failure with its
+/// stderr.
+pub fn run_in_repository(program: &str, args: &[&str]) -> (String, String) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {} failed:\n{stderr}",
+        args.join(" ")
+    );
+    let stdout = String::from_utf8(output.stdout)
+        .unwrap_or_else(|_| panic!("{program} printed what is not UTF-8"));
+    (stdout, stderr)
+}
+
+/// The testenv's kubectl, run in the repository; its stdout, or a test
+/// failure with its output.
+pub fn kubectl(args: &[&str]) -> String {
+    run_in_repository(&testenv_var("TESTENV_KUBECTL"), args).0
+}
+
 /// A client for the test environment's apiserver.
 pub async fn client() -> Client {
     testenv_var("KUBECONFIG");

@@ -94,12 +94,22 @@ pub struct ControllerArgs {
         default_value = "mcp-operator-catalog-signing"
     )]
     pub catalog_signing_secret: String,
+
     /// Reconcile only objects in namespaces whose labels match this label
     /// selector (e.g. `kubemcp.io/enabled=true`, as the confined install
-    /// sets it); all namespaces when unset. Namespaces are watched, so a
-    /// label change takes effect without a restart.
+    /// sets it); all namespaces when unset. Nothing is written in other
+    /// namespaces: no status, finalizer, workload or Event. Namespaces are
+    /// watched, so a label change takes effect without a restart; a
+    /// malformed selector stops the operator at start with the apiserver's
+    /// reason (docs/operations.md, confined write rights).
     #[arg(long, env = "MCP_NAMESPACE_SELECTOR")]
     pub namespace_selector: Option<String>,
+
+    /// OTLP/HTTP collector the routers export their traces to, set as
+    /// their OTEL_EXPORTER_OTLP_ENDPOINT (docs/operations.md, traces);
+    /// unset: routers export none. A server's spec.env cannot change it.
+    #[arg(long, env = "MCP_ROUTER_OTLP_ENDPOINT")]
+    pub router_otlp_endpoint: Option<String>,
 
     #[command(flatten)]
     pub sharding: ShardingArgs,

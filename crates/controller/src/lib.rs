@@ -411,6 +411,12 @@ fn router_settings(
         max_catalog_bytes: args.max_catalog_bytes,
         redis_env,
         catalog_public_keys: keys.public_keys_value(),
+        otlp_endpoint: args
+            .router_otlp_endpoint
+            .as_deref()
+            .map(server::workload::otlp_endpoint)
+            .transpose()
+            .map_err(|error| anyhow::anyhow!("--router-otlp-endpoint: {error}"))?,
     })
 }
 

@@ -77,7 +77,7 @@ impl Drop for Router {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    mcp_operator_store::install_tls_provider();
 
     let backend = backend().await?;
     let server = ServerId {

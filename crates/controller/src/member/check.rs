@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::Context;
-use crate::error::Error;
+use crate::error::{AtStage, Error, Stage};
 use crate::member::backend;
 use crate::member::{self, Member};
 use crate::runtime::conditions::{self, BACKEND_RESOLVED, Desired, READY, SCHEMA_VALID};
@@ -54,7 +54,8 @@ async fn check_and_record<M: Member>(
             member,
             member::status(conditions.clone(), generation, endpoint),
         )
-        .await?;
+        .await
+        .at(Stage::Status)?;
         let object = member.object_ref(&());
         events::conditions_changed(
             &ctx.recorder,

@@ -289,11 +289,46 @@ mod tests {
         }
     }
 
+    /// `result` is refused for `reason`, with a message that says `message`.
+    fn assert_explained(result: Result<(), Problem>, reason: &str, message: &str) {
+        let problem = result.expect_err(message);
+        assert_eq!(problem.reason, reason, "{}", problem.message);
+        assert!(problem.message.contains(message), "{}", problem.message);
+    }
+
     /// Each bad input a tenant can write into a tool: the reason, and a
     /// part of the one sentence that explains it.
     #[test]
     fn bad_tools_are_explained() {
         let cases = [
+            (
+                tool_spec(
+                    serde_json::json!({"inputSchema": {"type": "object", "required": "city"}}),
+                ),
+                "InvalidSchema",
+                "inputSchema is not a valid JSON Schema at '/required'",
+            ),
+            (
+                tool_spec(
+                    serde_json::json!({"inputSchema": {"type": "object", "properties": {"a": {"type": 5}}}}),
+                ),
+                "InvalidSchema",
+                "inputSchema is not a valid JSON Schema at '/properties/a/type'",
+            ),
+            (
+                tool_spec(
+                    serde_json::json!({"inputSchema": {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}}),
+                ),
+                "InvalidSchema",
+                "inputSchema cannot be compiled",
+            ),
+            (
+                tool_spec(
+                    serde_json::json!({"outputSchema": {"type": "object", "minProperties": -1}}),
+                ),
+                "InvalidSchema",
+                "outputSchema is not a valid JSON Schema at '/minProperties'",
+            ),
             (
                 tool_spec(
                     serde_json::json!({"inputSchema": {"type": "object", "properties": nested(40)}}),
@@ -342,10 +377,86 @@ mod tests {
             ),
         ];
         for (spec, reason, message) in cases {
-            let problem = tool(&spec, "t").expect_err(message);
-            assert_eq!(problem.reason, reason, "{}", problem.message);
-            assert!(problem.message.contains(message), "{}", problem.message);
+            assert_explained(tool(&spec, "t"), reason, message);
         }
+    }
+
+    /// Each bad template a tenant can write into a prompt.
+    #[test]
+    fn bad_prompts_are_explained() {
+        let spec = |arguments: serde_json::Value, content: &str| -> MCPPromptSpec {
+            serde_json::from_value(serde_json::json!({
+                "arguments": arguments,
+                "messages": [{"role": "user", "content": content}],
+            }))
+            .expect("a prompt spec")
+        };
+        let cases = [
+            (
+                spec(serde_json::json!([]), "Hello {{ who }}"),
+                "UndeclaredArgument",
+                "messages[0].content uses 'who', which is not a declared argument.",
+            ),
+            (
+                spec(
+                    serde_json::json!([{"name": "who", "required": true}]),
+                    "Hello",
+                ),
+                "UnusedArgument",
+                "required argument 'who' is not used by any message.",
+            ),
+            (
+                spec(serde_json::json!([]), "Hello {{ who "),
+                "InvalidTemplate",
+                "messages[0].content does not parse",
+            ),
+        ];
+        for (spec, reason, message) in cases {
+            assert_explained(prompt(&spec, "p"), reason, message);
+        }
+        let good = spec(
+            serde_json::json!([{"name": "who", "required": true}]),
+            "Hello {{ who }}",
+        );
+        assert_eq!(prompt(&good, "p"), Ok(()));
+    }
+
+    /// Each bad URI or inline content a tenant can write into a resource.
+    #[test]
+    fn bad_resources_are_explained() {
+        let spec = |spec: serde_json::Value| -> MCPResourceSpec {
+            serde_json::from_value(spec).expect("a resource spec")
+        };
+        let cases = [
+            (
+                spec(
+                    serde_json::json!({"uri": "docs://large", "text": "x".repeat(MAX_INLINE_BYTES + 1)}),
+                ),
+                "ContentTooLarge",
+                "over the limit of 1048576 bytes (1 MiB)",
+            ),
+            (
+                spec(serde_json::json!({"uri": "docs://bad host/x", "text": "x"})),
+                "InvalidURI",
+                "uri 'docs://bad host/x' is not an absolute URI",
+            ),
+            (
+                spec(serde_json::json!({"uri": "relative/x", "text": "x"})),
+                "InvalidURI",
+                "is not an absolute URI",
+            ),
+            (
+                spec(serde_json::json!({"uri": "docs://blob", "blob": "not base64!"})),
+                "InvalidBlob",
+                "blob is not valid base64",
+            ),
+        ];
+        for (spec, reason, message) in cases {
+            assert_explained(resource(&spec), reason, message);
+        }
+        let exactly_at_the_limit =
+            spec(serde_json::json!({"uri": "docs://ok", "text": "x".repeat(MAX_INLINE_BYTES)}));
+        assert_eq!(resource(&exactly_at_the_limit), Ok(()));
     }
 
     #[test]

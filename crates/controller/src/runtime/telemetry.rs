@@ -7,13 +7,15 @@ use crate::error::Error;
 
 pub const PREFIX: &str = "mcp_operator";
 
-/// Times one reconcile of `kind` and counts it, with its error label if it
-/// failed. It records when dropped, so a reconcile that is cancelled or
-/// panics still leaves the in-flight gauge and the histogram right.
+/// Times one reconcile of `kind` and counts it, with its stage and error
+/// labels if it failed. It records when dropped, so a reconcile that is
+/// cancelled or panics still leaves the in-flight gauge and the histogram
+/// right.
 pub struct ReconcileTimer {
     kind: &'static str,
     started: Instant,
-    error: Option<&'static str>,
+    /// The failed stage's label and the error's.
+    error: Option<(&'static str, &'static str)>,
 }
 
 impl ReconcileTimer {
@@ -26,9 +28,9 @@ impl ReconcileTimer {
         }
     }
 
-    /// Marks the reconcile failed with `error`'s label.
+    /// Marks the reconcile failed with `error`'s labels.
     pub fn failed(&mut self, error: &Error) {
-        self.error = Some(error.metric_label());
+        self.error = Some((error.stage_label(), error.metric_label()));
     }
 }
 
@@ -39,8 +41,8 @@ impl Drop for ReconcileTimer {
         metrics::histogram!("mcp_operator_reconcile_duration_seconds", "kind" => kind)
             .record(self.started.elapsed());
         metrics::counter!("mcp_operator_reconciles_total", "kind" => kind).increment(1);
-        if let Some(error) = self.error {
-            metrics::counter!("mcp_operator_reconcile_errors_total", "kind" => kind, "error" => error)
+        if let Some((stage, error)) = self.error {
+            metrics::counter!("mcp_operator_reconcile_errors_total", "kind" => kind, "stage" => stage, "error" => error)
                 .increment(1);
         }
     }

@@ -26,7 +26,7 @@ use mcp_operator_api::{MCPServer, MCPServerStatus};
 use mcp_operator_catalog::Published;
 
 use crate::context::Context;
-use crate::error::Error;
+use crate::error::{AtStage, Error, Stage};
 use crate::publish::{self, Outcome};
 use crate::runtime::conditions::{CATALOG_PUBLISHED, DEPLOYMENT_AVAILABLE, Desired, READY};
 use crate::runtime::{events, telemetry};
@@ -90,9 +90,9 @@ async fn reconcile_with_finalizer(
             Finalizer::Apply(server) => apply(&server, ctx, token).await,
             Finalizer::Cleanup(server) => cleanup(&server, ctx, token).await,
         };
-        if let Err(Error::Fenced(shard)) = &result {
+        if let Some(shard) = result.as_ref().err().and_then(Error::fenced_shard) {
             ctx.shards
-                .lose(*shard, "Redis refused a write with its fencing token");
+                .lose(shard, "Redis refused a write with its fencing token");
         }
         result
     })
@@ -108,7 +108,9 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
                 Desired::new(CATALOG_PUBLISHED, false, problem.reason, &problem.message),
                 Desired::new(READY, false, problem.reason, &problem.message),
             ];
-            write_status(server, ctx, &desired, MCPServerStatus::default()).await?;
+            write_status(server, ctx, &desired, MCPServerStatus::default())
+                .await
+                .at(Stage::Status)?;
             return Ok(Action::await_change());
         }
     };
@@ -145,10 +147,14 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
             excluded,
             ..server.status.clone().unwrap_or_default()
         };
-        write_status(server, ctx, &desired, status).await?;
+        write_status(server, ctx, &desired, status)
+            .await
+            .at(Stage::Status)?;
         return Ok(Action::await_change());
     }
-    let receipt = publish::publish(&ctx.redis, &published, &ctx.signing, token).await?;
+    let receipt = publish::publish(&ctx.redis, &published, &ctx.signing, token)
+        .await
+        .at(Stage::Publish)?;
     ctx.expected.record(&id, &receipt.stored);
     telemetry::catalog_published(receipt.outcome.as_str());
     if receipt.outcome == Outcome::Written {
@@ -158,7 +164,11 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     let owner = server
         .controller_owner_ref(&())
         .ok_or(Error::Incomplete("uid"))?;
-    let identity = ctx.identities.secret(ctx, server, &owner).await?;
+    let identity = ctx
+        .identities
+        .secret(ctx, server, &owner)
+        .await
+        .at(Stage::Identity)?;
     let workload = workload::build(
         server,
         &owner,
@@ -170,12 +180,18 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
     .map_err(|source| Error::Build {
         what: "workload",
         source,
-    })?;
-    let applied = apply_workload(server, ctx, &owner.uid, workload).await?;
+    })
+    .at(Stage::Build)?;
+    let applied = apply_workload(server, ctx, &owner.uid, workload)
+        .await
+        .at(Stage::Apply)?;
     if matches!(applied, Applied::Workload(_)) {
         // After the Deployment records the password's hash, so that a
         // failure here is retried with the same password.
-        ctx.identities.user(ctx, server, &identity).await?;
+        ctx.identities
+            .user(ctx, server, &identity)
+            .await
+            .at(Stage::Identity)?;
     }
 
     let catalog = &published.catalog;
@@ -254,18 +270,22 @@ async fn apply(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Resul
         excluded,
         ..MCPServerStatus::default()
     };
-    write_status(server, ctx, &desired, status).await?;
+    write_status(server, ctx, &desired, status)
+        .await
+        .at(Stage::Status)?;
     Ok(next)
 }
 
 async fn cleanup(server: &MCPServer, ctx: &Context, token: &FencingToken) -> Result<Action, Error> {
     let id = server_id(server);
-    let removed = publish::remove(&ctx.redis, &id, token).await?;
+    let removed = publish::remove(&ctx.redis, &id, token)
+        .await
+        .at(Stage::Cleanup)?;
     if removed {
         telemetry::catalog_published("removed");
         tracing::info!("removed the catalog and published a tombstone");
     }
-    ctx.identities.remove(ctx, &id).await?;
+    ctx.identities.remove(ctx, &id).await.at(Stage::Cleanup)?;
     ctx.membership().forget(&id);
     ctx.deferrals.clear(&id);
     ctx.expected.forget(&id);

@@ -35,6 +35,8 @@ pub struct RouterSettings {
     /// The public keys routers verify the catalog with: a literal value,
     /// since a public key is no secret.
     pub catalog_public_keys: String,
+    /// The collector routers export traces to, if any.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Everything applied for one MCPServer.
@@ -122,7 +124,11 @@ pub fn build(
         json!({"name": env::SECRETS_DIR, "value": router::SECRETS_DIR}),
         json!({"name": env::LOG_FORMAT, "value": "json"}),
         json!({"name": PUBLIC_KEYS_ENV, "value": settings.catalog_public_keys}),
+        json!({"name": env::DRAIN_PERIOD, "value": format!("{}s", router::DRAIN_SECONDS)}),
     ];
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        operator_env.push(json!({"name": env::OTLP_ENDPOINT, "value": endpoint}));
+    }
     operator_env.extend(settings.redis_env.iter().map(|e| json!(e)));
     // Credentials only by reference, never as a literal value.
     let from_secret = |key: &str| json!({"secretKeyRef": {"name": identity.secret, "key": key}});
@@ -166,6 +172,9 @@ pub fn build(
                     "serviceAccountName": service_account_name,
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
+                    // The router's drain after SIGTERM, then its calls in
+                    // flight (router::TERMINATION_GRACE_SECONDS).
+                    "terminationGracePeriodSeconds": router::TERMINATION_GRACE_SECONDS,
                     "securityContext": {
                         "runAsNonRoot": true,
                         "runAsUser": 65532,
@@ -281,6 +290,21 @@ fn router_env(own: &[EnvVar], operator: Vec<serde_json::Value>) -> Vec<serde_jso
     env
 }
 
+/// The collector URL routers get as a literal env value: an `http` or
+/// `https` URL with no user or password in it, since none may travel so.
+pub fn otlp_endpoint(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|error| format!("'{value}' is not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("'{value}' is not an http or https URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the URL holds credentials, which the routers would get as a literal env value; authenticate the collector another way".to_owned(),
+        );
+    }
+    Ok(value.to_owned())
+}
+
 /// Where clients reach the server: through its Ingress when it has one,
 /// else the Service's cluster DNS name.
 pub fn url(server: &MCPServer) -> String {
@@ -322,6 +346,7 @@ mod tests {
                 value_from: None,
             }],
             catalog_public_keys: "0123456789abcdef:AAAA".into(),
+            otlp_endpoint: Some("http://collector.observability:4318".into()),
         }
     }
 
@@ -333,13 +358,15 @@ mod tests {
         }
     }
 
-    /// A tenant's env cannot point its routers at another server, Redis or
-    /// Secrets directory, nor repeat a name (which would fail the apply).
+    /// A tenant's env cannot point its routers at another server, Redis,
+    /// Secrets directory or trace collector, nor repeat a name (which would
+    /// fail the apply).
     #[test]
     fn a_servers_env_cannot_set_the_operators_variables() {
         let own = [
             env_var("MCP_SERVER", "team-b/payments"),
             env_var("MCP_REDIS_URL", "redis://attacker:6379"),
+            env_var(env::OTLP_ENDPOINT, "http://attacker:4318"),
             env_var("RUST_LOG", "debug"),
             env_var("RUST_LOG", "trace"),
             env_var("TZ", "UTC"),
@@ -347,6 +374,7 @@ mod tests {
         let operator = vec![
             json!({"name": "MCP_SERVER", "value": "team-a/weather"}),
             json!({"name": "MCP_REDIS_URL", "value": "redis://redis:6379"}),
+            json!({"name": env::OTLP_ENDPOINT, "value": "http://collector:4318"}),
         ];
         let env = router_env(&own, operator);
         let pairs: Vec<(&str, &str)> = env
@@ -365,8 +393,28 @@ mod tests {
                 ("TZ", "UTC"),
                 ("MCP_SERVER", "team-a/weather"),
                 ("MCP_REDIS_URL", "redis://redis:6379"),
+                (env::OTLP_ENDPOINT, "http://collector:4318"),
             ]
         );
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_a_plain_http_url() {
+        assert_eq!(
+            otlp_endpoint("http://collector.observability:4318"),
+            Ok("http://collector.observability:4318".to_owned())
+        );
+        assert!(otlp_endpoint("https://otel.example.com").is_ok());
+        for (bad, why) in [
+            ("http://user:secret@collector:4318", "holds credentials"),
+            ("http://token@collector:4318", "holds credentials"),
+            ("grpc://collector:4317", "not an http or https URL"),
+            ("collector:4318", "not an http or https URL"),
+            ("not a url", "is not a URL"),
+        ] {
+            let error = otlp_endpoint(bad).expect_err(bad);
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 
     /// Builds the fixture server's workload and compares it with the
