@@ -80,7 +80,7 @@ install() {
   [ "${#missing[@]}" -eq 0 ] && return
   log "installing Debian's ${missing[*]}"
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 

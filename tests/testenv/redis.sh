@@ -50,8 +50,8 @@ install() {
   log "installing Debian's redis-server and redis-tools"
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server redis-tools >&2
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server redis-tools >&2
 }
 
 # The password travels in REDISCLI_AUTH, not on a command line.
