@@ -1,5 +1,6 @@
-//! The HTTP server: /mcp (rmcp's Streamable HTTP service behind the
-//! guard, auth and limits), /healthz, /readyz and /metrics. Every request
+//! The HTTP server: /mcp (the requests answered directly, see
+//! crate::direct, else rmcp's Streamable HTTP service; behind the guard,
+//! auth and limits), /healthz, /readyz and /metrics. Every request
 //! runs in a tracing span, a child of the caller's when it sent a
 //! `traceparent`.
 
@@ -24,6 +25,7 @@ use mcp_operator_catalog::router;
 use crate::args::LimitArgs;
 use crate::auth::Auth;
 use crate::catalog::CatalogState;
+use crate::direct::{self, Direct};
 use crate::guard::Guard;
 use crate::mcp::{Session, Shared};
 use crate::metrics;
@@ -53,6 +55,17 @@ struct Gate {
 }
 
 pub fn app(parts: Parts) -> Router {
+    build(parts, true)
+}
+
+/// The app with every MCP request left to rmcp: what the direct answers
+/// are compared with.
+#[cfg(test)]
+pub fn app_without_direct(parts: Parts) -> Router {
+    build(parts, false)
+}
+
+fn build(parts: Parts, answer_directly: bool) -> Router {
     let Parts {
         shared,
         local_sessions,
@@ -76,6 +89,13 @@ pub fn app(parts: Parts) -> Router {
         .with_cancellation_token(shutdown);
     let mut config = config;
     config.session_store = Some(Arc::new(sessions));
+    let direct = answer_directly.then(|| {
+        Arc::new(Direct::new(
+            shared.clone(),
+            local_sessions.clone(),
+            limits.max_request_bytes,
+        ))
+    });
     let mcp = StreamableHttpService::new(
         move || Ok(Session::new(shared.clone())),
         local_sessions,
@@ -93,6 +113,7 @@ pub fn app(parts: Parts) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(direct, direct::answer))
         .service(mcp);
     Router::new()
         .route_service(router::MCP_PATH, mcp)

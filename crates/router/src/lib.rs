@@ -6,6 +6,9 @@
 pub mod args;
 mod auth;
 mod catalog;
+mod direct;
+#[cfg(test)]
+mod fixture;
 mod forward;
 mod guard;
 mod http;
@@ -75,6 +78,7 @@ pub async fn run(args: RouterArgs, prometheus: PrometheusHandle) -> anyhow::Resu
         forwarder,
         page_size: args.limits.page_size,
         request_timeout: args.limits.request_timeout,
+        session_peers: Default::default(),
     });
     let app = http::app(http::Parts {
         shared,

@@ -25,7 +25,11 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
+use axum::http::request::Parts;
+use rmcp::transport::common::http_header::HEADER_SESSION_ID;
+
 use crate::catalog::{CatalogState, Compiled};
+use crate::direct::SessionPeers;
 use crate::forward::{Forwarder, Reply};
 use crate::metrics;
 use crate::notify::{Note, follow};
@@ -47,6 +51,8 @@ pub struct Shared {
     pub page_size: usize,
     /// Longest time one MCP request may take, backend calls included.
     pub request_timeout: std::time::Duration,
+    /// The sessions' peers, for the requests answered directly.
+    pub session_peers: SessionPeers,
 }
 
 /// The handler of one session. Dropped when the session ends, which stops
@@ -54,6 +60,8 @@ pub struct Shared {
 pub struct Session {
     shared: Arc<Shared>,
     watcher: OnceLock<DropGuard>,
+    /// The session's id, once initialized, under which its peer is known.
+    id: OnceLock<String>,
     /// Resource URIs this session subscribed to.
     subscriptions: Arc<Mutex<BTreeSet<String>>>,
 }
@@ -63,8 +71,13 @@ impl Session {
         Self {
             shared,
             watcher: OnceLock::new(),
+            id: OnceLock::new(),
             subscriptions: Arc::default(),
         }
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     fn catalog(&self) -> Result<Arc<Compiled>, ErrorData> {
@@ -78,6 +91,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         if self.watcher.get().is_some() {
             metrics::sessions(-1.0);
+        }
+        if let Some(id) = self.id.get() {
+            self.shared.session_peers.remove(id);
         }
     }
 }
@@ -288,6 +304,20 @@ impl ServerHandler for Session {
             return;
         }
         metrics::sessions(1.0);
+        // rmcp leaves the HTTP request of `notifications/initialized` in the
+        // extensions; its session header names this session.
+        let id = context
+            .extensions
+            .get::<Parts>()
+            .and_then(|parts| parts.headers.get(HEADER_SESSION_ID))
+            .and_then(|id| id.to_str().ok());
+        if let Some(id) = id
+            && self.id.set(id.to_owned()).is_ok()
+        {
+            self.shared
+                .session_peers
+                .insert(id.to_owned(), context.peer.clone());
+        }
         let state = self.shared.state.clone();
         let subscriptions = self.subscriptions.clone();
         let peer = context.peer;

@@ -5,25 +5,21 @@
 //! well-formed. `PROPTEST_CASES` sets the number of cases (default 2,000);
 //! the million-case run is in docs/router.md.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use mcp_operator_catalog::{Catalog, Published, ServerId};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::args::{AuthArgs, LimitArgs};
-use crate::catalog::{CatalogState, Compiled};
-use crate::http::{Parts, app};
+use crate::fixture::{self, TOKEN};
+use crate::http::app;
 
-/// The app under test, built once: a fixture catalog whose tools point at a
-/// closed port, sessions in an unreachable Redis (their loss must not
-/// break anything), and a bearer token.
+/// The app under test, built once (crate::fixture).
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     app: Router,
@@ -31,75 +27,13 @@ struct Fixture {
     session: Mutex<Option<String>>,
 }
 
-const TOKEN: &str = "property";
-
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    let app = runtime.block_on(async {
-        let server = ServerId { namespace: "props".into(), name: "router".into() };
-        let catalog: Catalog = serde_json::from_value(json!({
-            "server": server,
-            "serverInfo": {"name": "props", "version": "0"},
-            "tools": [{
-                "name": "echo",
-                "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}, "count": {"type": "integer"}}, "required": ["message"]},
-                "endpoint": {"url": "http://127.0.0.1:9/", "timeoutSeconds": 1, "retries": 1},
-                "method": "GET",
-                "source": {"kind": "MCPTool", "name": "echo"},
-            }],
-            "prompts": [{
-                "name": "greet",
-                "arguments": [{"name": "who", "required": true}],
-                "messages": [{"role": "user", "content": "Hello {{ who }} {{ who | upper }}"}],
-                "source": {"kind": "MCPPrompt", "name": "greet"},
-            }],
-            "resources": [{
-                "uri": "docs://a", "name": "a", "content": {"text": "A"},
-                "source": {"kind": "MCPResource", "name": "a"},
-            }],
-        }))
-        .expect("a fixture catalog");
-        let state = CatalogState::default();
-        state.replace(Compiled::new(Published::new(catalog)).expect("compiles"));
-        let redis = mcp_operator_store::RedisArgs {
-            redis_pool_size: 1,
-            ..mcp_operator_store::RedisArgs::from_env_credentials(Some("redis://127.0.0.1:9".into()), vec![])
-        };
-        let store = mcp_operator_store::Store::new(&redis, "props").expect("a store");
-        let limits = LimitArgs {
-            max_request_bytes: 4096,
-            max_response_bytes: 4096,
-            max_concurrent_requests: 64,
-            request_timeout: Duration::from_secs(5),
-            page_size: 1,
-        };
-        let auth = AuthArgs { auth_token: Some(TOKEN.into()), ..AuthArgs::default() };
-        app(Parts {
-            shared: Arc::new(crate::mcp::Shared {
-                state,
-                forwarder: crate::forward::Forwarder::new(
-                    crate::secrets::Secrets::new(std::env::temp_dir()),
-                    4096,
-                    &[],
-                )
-                .expect("a client"),
-                page_size: 1,
-                request_timeout: limits.request_timeout,
-            }),
-            local_sessions: Default::default(),
-            sessions: crate::session::RedisSessions { store, server, ttl: Duration::from_secs(60) },
-            guard: crate::guard::Guard::new(&["localhost".into(), "*.svc".into()], &[]),
-            auth: crate::auth::Auth::from_args(&auth).await.expect("auth"),
-            limits,
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            draining: tokio_util::sync::CancellationToken::new(),
-        })
-    });
+    let app = runtime.block_on(fixture::app(fixture::shared(), Default::default(), app));
     Fixture {
         runtime,
         app,
