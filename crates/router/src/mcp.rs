@@ -12,11 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 use mcp_operator_api::HttpMethod;
 use mcp_operator_catalog::ResourceContent;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, GetPromptRequestParams,
-    GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
-    ReadResourceResponse, ResourceUpdatedNotificationParam, ServerConfig, SubscribeRequestParams,
-    SubscriptionFilter, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceUpdatedNotificationParam,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -159,7 +159,7 @@ fn paged<T, U>(
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![rmcp::model::ContentBlock::text(message.into())])
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
 }
 
 /// A 2xx JSON body becomes structured content plus the same JSON as text;
@@ -198,26 +198,26 @@ fn tool_result(reply: Reply) -> Result<CallToolResult, ErrorData> {
                 )));
             }
         };
-        let text = value.to_string();
-        let mut result = json!({"content": [{"type": "text", "text": text}], "isError": false});
+        let mut result = CallToolResult::success(vec![ContentBlock::text(value.to_string())]);
         if value.is_object() {
-            result["structuredContent"] = value;
+            result.structured_content = Some(value);
         }
-        return from_json(result);
+        return Ok(result);
     }
-    if let Some(kind) = ["image", "audio"]
-        .into_iter()
-        .find(|k| media.starts_with(&format!("{k}/")))
-    {
-        return from_json(json!({
-            "content": [{"type": kind, "data": STANDARD.encode(&reply.body), "mimeType": media}],
-            "isError": false,
-        }));
+    if media.starts_with("image/") {
+        return Ok(CallToolResult::success(vec![ContentBlock::image(
+            STANDARD.encode(&reply.body),
+            media,
+        )]));
+    }
+    if media.starts_with("audio/") {
+        return Ok(CallToolResult::success(vec![ContentBlock::audio(
+            STANDARD.encode(&reply.body),
+            media,
+        )]));
     }
     match text {
-        Ok(text) => Ok(CallToolResult::success(vec![
-            rmcp::model::ContentBlock::text(text),
-        ])),
+        Ok(text) => Ok(CallToolResult::success(vec![ContentBlock::text(text)])),
         Err(_) => Ok(tool_error(format!(
             "the backend answered {} bytes of binary content ({}), which a tool result cannot carry",
             reply.body.len(),
@@ -668,5 +668,81 @@ impl ServerHandler for Session {
             no_tool_error,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, content_type: Option<&str>, body: &[u8]) -> Reply {
+        Reply {
+            status: reqwest::StatusCode::from_u16(status).expect("a status"),
+            content_type: content_type.map(str::to_owned),
+            body: bytes::Bytes::copy_from_slice(body),
+        }
+    }
+
+    /// Backend answers and the tool results they become, as JSON.
+    #[test]
+    fn backend_answers_become_tool_results() {
+        let png = [0x89, b'P', b'N', b'G'];
+        let cases = [
+            (
+                reply(200, Some("application/json"), br#"{"temp": 21}"#),
+                json!({"content": [{"type": "text", "text": "{\"temp\":21}"}],
+                       "structuredContent": {"temp": 21}, "isError": false, "resultType": "complete"}),
+            ),
+            (
+                reply(
+                    200,
+                    Some("application/problem+json; charset=utf-8"),
+                    b"[1, 2]",
+                ),
+                json!({"content": [{"type": "text", "text": "[1,2]"}], "isError": false, "resultType": "complete"}),
+            ),
+            (
+                reply(200, Some("text/plain"), b"sunny"),
+                json!({"content": [{"type": "text", "text": "sunny"}], "isError": false, "resultType": "complete"}),
+            ),
+            (
+                reply(200, None, b"no type"),
+                json!({"content": [{"type": "text", "text": "no type"}], "isError": false, "resultType": "complete"}),
+            ),
+            (
+                reply(200, Some("image/png"), &png),
+                json!({"content": [{"type": "image", "data": STANDARD.encode(png), "mimeType": "image/png"}],
+                       "isError": false, "resultType": "complete"}),
+            ),
+            (
+                reply(200, Some("application/json"), b"{not json"),
+                json!({"content": [{"type": "text", "text": "the backend's response claims to be JSON but does not parse: key must be a string at line 1 column 2"}],
+                       "isError": true, "resultType": "complete"}),
+            ),
+            (
+                reply(503, Some("text/plain"), b"  busy \n"),
+                json!({"content": [{"type": "text", "text": "the backend answered 503 Service Unavailable: busy"}],
+                       "isError": true, "resultType": "complete"}),
+            ),
+            (
+                reply(404, None, b""),
+                json!({"content": [{"type": "text", "text": "the backend answered 404 Not Found"}],
+                       "isError": true, "resultType": "complete"}),
+            ),
+            (
+                reply(200, Some("application/octet-stream"), &[0xff, 0xfe]),
+                json!({"content": [{"type": "text", "text": "the backend answered 2 bytes of binary content (application/octet-stream), which a tool result cannot carry"}],
+                       "isError": true, "resultType": "complete"}),
+            ),
+        ];
+        for (reply, expected) in cases {
+            let described = format!("{reply:?}");
+            let result = tool_result(reply).expect("a tool result");
+            assert_eq!(
+                serde_json::to_value(&result).expect("JSON"),
+                expected,
+                "{described}"
+            );
+        }
     }
 }
