@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::Api;
 use mcp_operator_api::{MCPServer, MCPTool};
 use mcp_operator_catalog::{ServerId, acl};
-use mcp_operator_chaos::{Replica, free_port, logs_dir};
 use serde_json::json;
 
 use support::{condition, testenv_var};
@@ -22,38 +21,19 @@ use support::{condition, testenv_var};
 async fn shared_credentials_travel_by_reference_and_are_announced() {
     let client = support::client().await;
     support::install_crds(&client).await;
-    let leases = support::namespace(&client, "shared-leases").await;
-    let logs = logs_dir("identity-shared");
-    let port = free_port().expect("a free port");
-    let args: Vec<String> = [
-        "controller",
-        "--lease-namespace",
-        &leases,
-        "--identity",
+    let operator = support::operator(
+        &client,
         "shared",
-        "--metrics-listen",
-        &format!("127.0.0.1:{port}"),
-        "--redis-url",
-        &testenv_var("MCP_REDIS_URL"),
-        "--router-redis-credentials",
-        "shared",
-        "--router-redis-username",
-        "shared-router",
-        "--router-redis-password",
-        "shared-router-password",
-    ]
-    .map(str::to_owned)
-    .into();
-    let operator = Replica::spawn(
-        std::path::Path::new(env!("CARGO_BIN_EXE_mcp-operator")),
-        &args,
-        "shared",
-        &logs,
-        None,
-        port,
+        &[
+            "--router-redis-credentials",
+            "shared",
+            "--router-redis-username",
+            "shared-router",
+            "--router-redis-password",
+            "shared-router-password",
+        ],
     )
-    .expect("start the operator");
-    eprintln!("operator log: {}", logs.join("shared.log").display());
+    .await;
 
     let ns = support::namespace(&client, "shared").await;
     support::apply::<Service>(

@@ -1,7 +1,8 @@
 //! Trace export against a real collector: Jaeger's all-in-one (built once
 //! by tests/testenv/jaeger.sh) receives the router's spans over OTLP/HTTP,
 //! and its query API must show one trace from the caller's span through
-//! the router's to the backend call. The test backend exports nothing of
+//! the router's to the backend call; the operator's reconciles arrive
+//! there too. The test backend exports nothing of
 //! its own: it records the `traceparent` it received, which must name the
 //! router's backend span in the same trace. The spans arrive through the
 //! flush at shutdown (SIGTERM), before the batch delay would send them.
@@ -105,36 +106,43 @@ exporters:
         jaeger
     }
 
-    /// The trace `trace_id` of `service` once it holds a span named
-    /// `operation`, through the query API.
-    async fn trace(&self, service: &str, trace_id: &str, operation: &str) -> Value {
-        let url = format!("{}/api/traces?service={service}&limit=100", self.query);
+    /// The first trace of `service` that `wanted` accepts, once Jaeger's
+    /// query API shows one.
+    async fn find(&self, service: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let url = format!("{}/api/traces?service={service}&limit=1000", self.query);
         let mut found = Value::Null;
-        router::eventually(
-            &format!("Jaeger to hold trace {trace_id} with a {operation} span"),
-            async || {
-                let Ok(response) = router::mcp::http().get(&url).send().await else {
-                    return false;
-                };
-                let Ok(body) = response.json::<Value>().await else {
-                    return false;
-                };
-                let trace = body["data"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|trace| trace["traceID"] == trace_id);
-                match trace {
-                    Some(trace) if span(trace, operation).is_some() => {
-                        found = trace.clone();
-                        true
-                    }
-                    _ => false,
+        router::eventually(&format!("Jaeger to hold {what}"), async || {
+            let Ok(response) = router::mcp::http().get(&url).send().await else {
+                return false;
+            };
+            let Ok(body) = response.json::<Value>().await else {
+                return false;
+            };
+            let trace = body["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|trace| wanted(trace));
+            match trace {
+                Some(trace) => {
+                    found = trace.clone();
+                    true
                 }
-            },
-        )
+                None => false,
+            }
+        })
         .await;
         found
+    }
+
+    /// The trace `trace_id` of `service` once it holds a span named
+    /// `operation`.
+    async fn trace(&self, service: &str, trace_id: &str, operation: &str) -> Value {
+        let what = format!("trace {trace_id} with a {operation} span");
+        self.find(service, &what, |trace| {
+            trace["traceID"] == trace_id && span(trace, operation).is_some()
+        })
+        .await
     }
 }
 
@@ -144,6 +152,15 @@ fn span<'a>(trace: &'a Value, operation: &str) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|span| span["operationName"] == operation)
+}
+
+/// The value of a span's tag (a field of the tracing span).
+fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|tag| tag["key"] == key)?["value"]
+        .as_str()
 }
 
 fn parent(span: &Value) -> Option<&str> {
@@ -259,4 +276,52 @@ async fn one_trace_spans_caller_router_and_backend() {
     assert!(exit.is_some_and(|s| s.success()), "router exit: {exit:?}");
     assert_one_trace(&jaeger, HEADER_TRACE, &sent).await;
     assert_one_trace(&jaeger, META_TRACE, &sent_from_meta).await;
+}
+
+/// The operator exports its reconciles: a `reconcile` span for the server,
+/// naming its kind, namespace and name, from `mcp-operator-controller`.
+#[tokio::test]
+async fn controller_exports_its_reconciles() {
+    let jaeger = Jaeger::start().await;
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let operator = support::operator(&client, "traced", &["--otlp-endpoint", &jaeger.otlp]).await;
+    let ns = support::namespace(&client, "traced").await;
+    support::apply::<mcp_operator_api::MCPServer>(
+        &client,
+        &ns,
+        json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": "s"},
+            "spec": {"toolSelector": {"matchLabels": {"team": "t"}}},
+        }),
+    )
+    .await;
+    let servers = kube::Api::<mcp_operator_api::MCPServer>::namespaced(client.clone(), &ns);
+    support::condition(&servers, "s", "CatalogPublished", "True", "Published").await;
+    // The spans leave through the flush at shutdown.
+    operator
+        .stop(std::time::Duration::from_secs(15))
+        .await
+        .expect("stop the operator");
+
+    let service_name = "mcp-operator-controller";
+    let of_this_server = |span: &&Value| {
+        span["operationName"] == "reconcile"
+            && tag(span, "kind") == Some("MCPServer")
+            && tag(span, "namespace") == Some(ns.as_str())
+            && tag(span, "name") == Some("s")
+    };
+    let trace = jaeger
+        .find(service_name, "a reconcile span of the server", |trace| {
+            trace["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|span| of_this_server(&span)))
+        })
+        .await;
+    let reconcile = trace["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(of_this_server))
+        .expect("the reconcile span");
+    assert_eq!(service(&trace, reconcile), Some(service_name), "{trace}");
 }

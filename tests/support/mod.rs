@@ -290,3 +290,42 @@ pub async fn account_kubeconfig(
     std::fs::write(&path, text).expect("write the kubeconfig");
     path
 }
+
+/// The operator as a real process, in its own lease namespace, with the
+/// testenv's Redis and `extra` flags; its log is under `logs_dir(name)`.
+pub async fn operator(client: &Client, name: &str, extra: &[&str]) -> mcp_operator_chaos::Replica {
+    let leases = namespace(client, &format!("{name}-leases")).await;
+    let logs = mcp_operator_chaos::logs_dir(name);
+    let port = mcp_operator_chaos::free_port().expect("a free port");
+    let metrics = format!("127.0.0.1:{port}");
+    let redis = testenv_var("MCP_REDIS_URL");
+    let args: Vec<String> = [
+        "controller",
+        "--lease-namespace",
+        &leases,
+        "--identity",
+        name,
+        "--metrics-listen",
+        &metrics,
+        "--redis-url",
+        &redis,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let operator = mcp_operator_chaos::Replica::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_mcp-operator")),
+        &args,
+        name,
+        &logs,
+        None,
+        port,
+    )
+    .expect("start the operator");
+    eprintln!(
+        "operator log: {}",
+        logs.join(format!("{name}.log")).display()
+    );
+    operator
+}
