@@ -50,8 +50,9 @@ struct Args {
     /// How long one measurement lasts (whole seconds).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Load on each target before its first measurement, not reported.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Load on each target before its measurements at each count, not
+    /// reported.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
     /// Tools in the catalog the router serves.
     #[arg(long, default_value_t = 1000)]
@@ -239,42 +240,29 @@ async fn main() -> anyhow::Result<()> {
             Target::RouterSession => session_request(&router.base, &session, &setup.tool),
             Target::RouterStateless => stateless_request(&router.base, &setup.tool),
         };
-        loads.push((
-            target,
-            Load::new(&setup.http, &scratch, target.script_name(), request).await?,
-        ));
+        let load = Load::new(
+            &setup,
+            &scratch,
+            target.script_name(),
+            target.label(),
+            request,
+        );
+        loads.push(load.await?);
     }
 
     let args = &setup.args;
-    let widest = args.connections.iter().copied().max().unwrap_or(64);
-    for (target, load) in &loads {
-        eprintln!("warming {}", target.label());
-        load.run(widest, args.warmup).await?;
-    }
     let mut rounds = Vec::new();
     for &connections in &args.connections {
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); loads.len()];
-        for repetition in 1..=args.repetitions {
-            for ((target, load), samples) in loads.iter().zip(&mut samples) {
-                let sample = load.run(connections, args.duration).await?;
-                eprintln!(
-                    "{connections} connections, #{repetition}, {}: {:.0} req/s, p50 {:?}",
-                    target.label(),
-                    sample.rate,
-                    sample.p50
-                );
-                samples.push(sample);
-            }
-        }
         rounds.push(Round {
             connections,
-            summaries: samples.iter().map(|s| Summary::median_of(s)).collect(),
+            summaries: measure(&loads, connections, args).await?,
         });
     }
     let memory = Memory::of(router.child.id())?;
     drop(router);
 
     let allocator_runs = if args.allocators {
+        let widest = args.connections.iter().copied().max().unwrap_or(64);
         Some(compare_allocators(&setup, &scratch, widest).await?)
     } else {
         None
@@ -307,59 +295,68 @@ async fn compare_allocators(
     scratch: &Scratch,
     connections: usize,
 ) -> anyhow::Result<Vec<AllocatorRun>> {
-    let mut routers = Vec::new();
+    let (mut routers, mut loads) = (Vec::new(), Vec::new());
     for allocator in Allocator::ALL {
         let router = setup.start_router(allocator).await?;
         let request = stateless_request(&router.base, &setup.tool);
-        let name = format!("allocator-{}", routers.len());
-        let load = Load::new(&setup.http, scratch, &name, request).await?;
-        routers.push((allocator, router, load));
+        let file = format!("allocator-{}", routers.len());
+        loads.push(Load::new(setup, scratch, &file, allocator.label(), request).await?);
+        routers.push((allocator, router));
     }
-    let args = &setup.args;
-    for (_, _, load) in &routers {
-        load.run(connections, args.warmup).await?;
-    }
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); routers.len()];
-    for repetition in 1..=args.repetitions {
-        for ((allocator, _, load), samples) in routers.iter().zip(&mut samples) {
-            let sample = load.run(connections, args.duration).await?;
-            eprintln!(
-                "allocators, #{repetition}, {}: {:.0} req/s",
-                allocator.label(),
-                sample.rate
-            );
-            samples.push(sample);
-        }
-    }
+    let summaries = measure(&loads, connections, &setup.args).await?;
     let mut runs = Vec::new();
-    for ((allocator, router, _), samples) in routers.iter().zip(&samples) {
+    for ((allocator, router), summary) in routers.iter().zip(summaries) {
         runs.push(AllocatorRun {
             allocator: *allocator,
             connections,
-            summary: Summary::median_of(samples),
+            summary,
             memory: Memory::of(router.child.id())?,
         });
     }
     Ok(runs)
 }
 
+/// Every load once for `--warmup`, then `--repetitions` rounds that
+/// measure each load in turn, so that a slow spell of the shared machine
+/// falls on all of them alike; the medians, in the order of `loads`.
+async fn measure(loads: &[Load], connections: usize, args: &Args) -> anyhow::Result<Vec<Summary>> {
+    for load in loads {
+        load.run(connections, args.warmup).await?;
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); loads.len()];
+    for repetition in 1..=args.repetitions {
+        for (load, samples) in loads.iter().zip(&mut samples) {
+            let sample = load.run(connections, args.duration).await?;
+            eprintln!(
+                "{connections} connections, #{repetition}, {}: {:.0} req/s, p50 {:?}",
+                load.label, sample.rate, sample.p50
+            );
+            samples.push(sample);
+        }
+    }
+    Ok(samples.iter().map(|s| Summary::median_of(s)).collect())
+}
+
 /// One target's wrk script, written once its request has been answered
 /// correctly.
 struct Load {
+    label: &'static str,
     script: PathBuf,
     url: String,
 }
 
 impl Load {
     async fn new(
-        http: &reqwest::Client,
+        setup: &Setup,
         scratch: &Scratch,
-        name: &str,
+        file: &str,
+        label: &'static str,
         request: Request,
     ) -> anyhow::Result<Self> {
-        check(http, &request).await?;
+        check(&setup.http, &request).await?;
         Ok(Load {
-            script: wrk::write_script(&scratch.0, name, &request)?,
+            label,
+            script: wrk::write_script(&scratch.0, file, &request)?,
             url: request.url,
         })
     }

@@ -144,7 +144,9 @@ pub fn render(
          initialized before, shared by all connections (the answer is an SSE stream), and 2026-07-28 stateless \
          requests (plain JSON answers). All targets in the same run, interleaved (direct, nginx, router session, \
          router stateless, then again), {repetitions} × {secs} s each after a short warm-up; the tables show the \
-         medians of the repetitions. Client, proxies and backend share the 2 cores of the development machine \
+         medians of the repetitions. To rerun after a router change: `make loadtest-router` (about 6 minutes once \
+         built; `ROUTER_BENCH_FLAGS` takes `--repetitions`, `--duration`, `--connections 16,64` and \
+         `--allocators false`). Client, proxies and backend share the 2 cores of the development machine \
          with other work, so single runs are noisy and only ratios measured side by side mean much; load average \
          after the run: {load}. Measured {today}.\n\n\
          | connections | target | req/s | p50 | p99 | req/s vs nginx | req/s vs direct | added p50 |\n\
