@@ -89,6 +89,9 @@ loadtest: ## Converge 15,000 objects with 1, 2 and 4 replicas, then churn; write
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest
 	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/loadtest --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(LOADTEST_FLAGS)
 
-loadtest-router: ## tools/call through the router vs directly, and router RSS; writes docs/benchmarks.md
+# About 6 minutes once built: 2 connection counts x 4 targets x 3 x 10 s,
+# then 3 allocators x 3 x 10 s (ROUTER_BENCH_FLAGS='--allocators false' skips them).
+loadtest-router: ## tools/call direct vs nginx vs the router (wrk, 16 and 64 connections), 3 allocators, router RSS; writes docs/benchmarks.md
+	loadtest/router/install.sh
 	$(CARGO) build --release -p mcp-operator -p mcp-operator-loadtest-router
-	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/router-bench --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md
+	$(BENCH_ENV) $(TESTENV) run -- $(RELEASE)/router-bench --binary $(RELEASE)/mcp-operator --report docs/benchmarks.md $(ROUTER_BENCH_FLAGS)

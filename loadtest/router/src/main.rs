@@ -1,14 +1,19 @@
 //! `router-bench`: tools/call through `mcp-operator router` against the same
-//! request sent straight to the backend, at the same concurrency, in the same
-//! run; and the router's memory with a large catalog. Writes the `router`
-//! section of docs/benchmarks.md. Run by `make loadtest-router` inside the
-//! testenv (it reads MCP_REDIS_URL).
+//! backend reached directly and through nginx, in the same run, interleaved,
+//! at several connection counts, with wrk as the load generator; then the
+//! same router binary with glibc's, jemalloc's and mimalloc's allocators.
+//! Writes the `router` section of docs/benchmarks.md. Run by `make
+//! loadtest-router` inside the testenv (it reads MCP_REDIS_URL), after
+//! loadtest/router/install.sh has installed nginx, wrk and the allocators.
+
+mod nginx;
+mod report;
+mod wrk;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Json;
@@ -18,12 +23,15 @@ use mcp_operator_api::HttpMethod;
 use mcp_operator_catalog::router::env as router_env;
 use mcp_operator_catalog::signature::{PUBLIC_KEYS_ENV, SigningKey};
 use mcp_operator_catalog::{Catalog, Endpoint, Published, ServerId, ServerInfo, Source, Tool};
-use mcp_operator_chaos::report::{quantile, today, write_section};
+use mcp_operator_chaos::report::write_section;
 use mcp_operator_chaos::traffic;
 use mcp_operator_controller::{FencingToken, ShardId};
 use mcp_operator_store::env as redis_var;
 use mcp_operator_store::{RedisArgs, Store};
 use serde_json::{Value, json};
+
+use crate::report::{AllocatorRun, Memory, Round, Summary};
+use crate::wrk::{Request, Sample};
 
 #[derive(Parser)]
 struct Args {
@@ -33,50 +41,170 @@ struct Args {
     /// Where to write the results (the `router` section).
     #[arg(long)]
     report: Option<String>,
-    /// Requests in flight at once, for both targets.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// How long each target is measured.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    /// Connections wrk keeps busy; every target is measured at each count.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    connections: Vec<usize>,
+    /// Measurements of each target at each count; the report shows medians.
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// How long one measurement lasts (whole seconds).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Load on each target before its measurements at each count, not
+    /// reported.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Tools in the catalog the router serves.
     #[arg(long, default_value_t = 1000)]
     tools: usize,
+    /// Then compare allocators: the same router binary with glibc's malloc,
+    /// jemalloc and mimalloc (LD_PRELOAD), stateless calls at the largest
+    /// connection count.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocators: bool,
+    /// jemalloc's shared object (Debian's libjemalloc2).
+    #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")]
+    jemalloc: PathBuf,
+    /// mimalloc's shared object (Debian's libmimalloc2.0).
+    #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2")]
+    mimalloc: PathBuf,
     /// Redis of the testenv.
     #[arg(long, env = redis_var::URL)]
     redis_url: String,
 }
 
-/// What one target did.
-struct Run {
-    requests: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
+/// What the load is sent to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Target {
+    Direct,
+    Nginx,
+    RouterSession,
+    RouterStateless,
 }
 
-impl Run {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
+impl Target {
+    /// In the order each round measures them.
+    pub const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Nginx,
+        Target::RouterSession,
+        Target::RouterStateless,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "backend directly",
+            Target::Nginx => "nginx",
+            Target::RouterSession => "router, 2025-11-25 session (SSE)",
+            Target::RouterStateless => "router, 2026-07-28 stateless (JSON)",
+        }
     }
 
-    fn p(&self, q: f64) -> Duration {
-        quantile(&self.latencies, q)
+    fn script_name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Nginx => "nginx",
+            Target::RouterSession => "router-session",
+            Target::RouterStateless => "router-stateless",
+        }
     }
 }
 
-/// The router, killed when dropped.
-struct Router(Child);
+/// The router's allocator, chosen at start without rebuilding it.
+#[derive(Clone, Copy)]
+pub enum Allocator {
+    Glibc,
+    Jemalloc,
+    Mimalloc,
+}
+
+impl Allocator {
+    pub const ALL: [Allocator; 3] = [Allocator::Glibc, Allocator::Jemalloc, Allocator::Mimalloc];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Allocator::Glibc => "glibc malloc (the default)",
+            Allocator::Jemalloc => "jemalloc, `LD_PRELOAD`",
+            Allocator::Mimalloc => "mimalloc, `LD_PRELOAD`, `MIMALLOC_DECOMMIT_DELAY=0`",
+        }
+    }
+
+    fn preload(self, args: &Args) -> Option<&Path> {
+        match self {
+            Allocator::Glibc => None,
+            Allocator::Jemalloc => Some(&args.jemalloc),
+            Allocator::Mimalloc => Some(&args.mimalloc),
+        }
+    }
+
+    /// mimalloc 2.0 returns freed pages after `decommit_delay` (25 ms by
+    /// default); 0 purges at once, like `MIMALLOC_PURGE_DELAY=0` of 2.1,
+    /// which 2.0.9 ignores (its legacy name `MIMALLOC_RESET_DELAY` works
+    /// with a deprecation warning).
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Allocator::Mimalloc => &[("MIMALLOC_DECOMMIT_DELAY", "0")],
+            Allocator::Glibc | Allocator::Jemalloc => &[],
+        }
+    }
+}
+
+/// A router process, killed when dropped.
+struct Router {
+    child: Child,
+    base: String,
+}
 
 impl Drop for Router {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
+
+/// A directory of the run's files (nginx's prefix, wrk's scripts),
+/// removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("router-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What every router of the run is started with.
+struct Setup {
+    args: Args,
+    server: ServerId,
+    key: SigningKey,
+    backend: SocketAddr,
+    http: reqwest::Client,
+    tool: String,
+}
+
+/// The tool's arguments, sent as the backend's body directly.
+fn arguments() -> Value {
+    json!({"message": "hello", "count": 3})
+}
+
+const ROUTER_OK: &str = "\"isError\":false";
+const BACKEND_OK: &str = "\"echo\"";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(
+        !args.connections.is_empty() && args.repetitions > 0,
+        "nothing to measure: give --connections and --repetitions"
+    );
     mcp_operator_store::install_tls_provider();
 
     let backend = backend().await?;
@@ -91,108 +219,67 @@ async fn main() -> anyhow::Result<()> {
         &key,
     )
     .await?;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let router = Router(
-        Command::new(&args.binary)
-            .arg("router")
-            .env(router_env::SERVER, server.to_string())
-            .env(router_env::LISTEN, format!("127.0.0.1:{port}"))
-            .env(redis_var::URL, &args.redis_url)
-            .env_remove(redis_var::CLUSTER_URLS)
-            .env(PUBLIC_KEYS_ENV, key.public_key().to_string())
-            .env(
-                "MCP_RESOLVE",
-                format!("{}={}", backend_host(&server), backend.ip()),
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the router")?,
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency * 2)
-        .build()?;
-    traffic::wait_ready(&http, &base).await?;
-
-    let tool = format!("tool-{:04}", args.tools / 2);
-    let arguments = json!({"message": "hello", "count": 3});
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}});
-    let direct_url = format!("http://{backend}/echo");
-    let direct_body = arguments.clone();
-    let direct = move |http: reqwest::Client, _worker: usize| {
-        let (url, body) = (direct_url.clone(), direct_body.clone());
-        async move {
-            let response = http.post(&url).json(&body).send().await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "backend: HTTP {}",
-                response.status()
-            );
-            response.bytes().await?;
-            Ok(())
-        }
+    let setup = Setup {
+        tool: format!("tool-{:04}", args.tools / 2),
+        args,
+        server,
+        key,
+        backend,
+        http: reqwest::Client::new(),
     };
-    let sessions = Arc::new(initialize_sessions(&http, &base, args.concurrency).await?);
-    let mcp_url = format!("{base}/mcp");
-    let through_router = move |http: reqwest::Client, worker: usize| {
-        let (url, body, session) = (mcp_url.clone(), call.clone(), sessions[worker].clone());
-        let request = http
-            .post(url)
-            .header("mcp-protocol-version", "2025-11-25")
-            .header("mcp-session-id", session);
-        call_tool(request, body)
-    };
+    let scratch = Scratch::new()?;
+    let nginx = nginx::Nginx::start(scratch.0.join("nginx"), backend, &setup.http, "/echo").await?;
+    let router = setup.start_router(Allocator::Glibc).await?;
+    let session = traffic::initialize(&setup.http, &router.base, "router-bench").await?;
 
-    // The same call as a self-contained 2026-07-28 request: no session,
-    // answered as plain JSON.
-    let stateless_call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-    "name": tool, "arguments": arguments, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "router-bench", "version": "0"},
-    }}});
-    let (stateless_url, name) = (format!("{base}/mcp"), tool.clone());
-    let stateless = move |http: reqwest::Client, _worker: usize| {
-        let (url, body, name) = (stateless_url.clone(), stateless_call.clone(), name.clone());
-        let request = http
-            .post(url)
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", name);
-        call_tool(request, body)
-    };
+    let mut loads = Vec::new();
+    for target in Target::ALL {
+        let request = match target {
+            Target::Direct => backend_request(format!("http://{backend}/echo")),
+            Target::Nginx => backend_request(format!("http://127.0.0.1:{}/echo", nginx.port)),
+            Target::RouterSession => session_request(&router.base, &session, &setup.tool),
+            Target::RouterStateless => stateless_request(&router.base, &setup.tool),
+        };
+        let load = Load::new(
+            &setup,
+            &scratch,
+            target.script_name(),
+            target.label(),
+            request,
+        );
+        loads.push(load.await?);
+    }
 
-    // Warm every path (connections, caches), then measure each in turn.
-    let (direct, through_router, stateless) = (
-        Arc::new(direct),
-        Arc::new(through_router),
-        Arc::new(stateless),
-    );
-    let warm = Duration::from_secs(2);
-    load(&http, args.concurrency, warm, direct.clone()).await?;
-    load(&http, args.concurrency, warm, through_router.clone()).await?;
-    load(&http, args.concurrency, warm, stateless.clone()).await?;
-    let direct_run = load(&http, args.concurrency, args.duration, direct).await?;
-    let router_run = load(&http, args.concurrency, args.duration, through_router).await?;
-    let stateless_run = load(&http, args.concurrency, args.duration, stateless).await?;
-    let (rss, peak) = memory(router.0.id())?;
+    let args = &setup.args;
+    let mut rounds = Vec::new();
+    for &connections in &args.connections {
+        rounds.push(Round {
+            connections,
+            summaries: measure(&loads, connections, args).await?,
+        });
+    }
+    let memory = Memory::of(router.child.id())?;
+    drop(router);
+
+    let allocator_runs = if args.allocators {
+        let widest = args.connections.iter().copied().max().unwrap_or(64);
+        Some(compare_allocators(&setup, &scratch, widest).await?)
+    } else {
+        None
+    };
 
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load_average = load_average
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_owned();
-    let section = report(
-        &args,
-        &[&direct_run, &router_run, &stateless_run],
-        rss,
-        peak,
-        &load_average,
+    let load_average = load_average.split_whitespace().next().unwrap_or("?");
+    let section = report::render(
+        &report::Run {
+            tools: args.tools,
+            repetitions: args.repetitions,
+            duration: args.duration,
+            load_average,
+        },
+        &rounds,
+        memory,
+        allocator_runs.as_deref(),
     );
     println!("{section}");
     if let Some(path) = &args.report {
@@ -201,20 +288,203 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends a tools/call through the router; it must succeed.
-async fn call_tool(request: reqwest::RequestBuilder, body: Value) -> anyhow::Result<()> {
-    let response = request
-        .header("accept", "application/json, text/event-stream")
-        .json(&body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "router: HTTP {}",
-        response.status()
-    );
+/// The same router binary with each allocator, all started together and
+/// measured in turn, stateless calls at `connections`.
+async fn compare_allocators(
+    setup: &Setup,
+    scratch: &Scratch,
+    connections: usize,
+) -> anyhow::Result<Vec<AllocatorRun>> {
+    let (mut routers, mut loads) = (Vec::new(), Vec::new());
+    for allocator in Allocator::ALL {
+        let router = setup.start_router(allocator).await?;
+        let request = stateless_request(&router.base, &setup.tool);
+        let file = format!("allocator-{}", routers.len());
+        loads.push(Load::new(setup, scratch, &file, allocator.label(), request).await?);
+        routers.push((allocator, router));
+    }
+    let summaries = measure(&loads, connections, &setup.args).await?;
+    let mut runs = Vec::new();
+    for ((allocator, router), summary) in routers.iter().zip(summaries) {
+        runs.push(AllocatorRun {
+            allocator: *allocator,
+            connections,
+            summary,
+            memory: Memory::of(router.child.id())?,
+        });
+    }
+    Ok(runs)
+}
+
+/// Every load once for `--warmup`, then `--repetitions` rounds that
+/// measure each load in turn, so that a slow spell of the shared machine
+/// falls on all of them alike; the medians, in the order of `loads`.
+async fn measure(loads: &[Load], connections: usize, args: &Args) -> anyhow::Result<Vec<Summary>> {
+    for load in loads {
+        load.run(connections, args.warmup).await?;
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); loads.len()];
+    for repetition in 1..=args.repetitions {
+        for (load, samples) in loads.iter().zip(&mut samples) {
+            let sample = load.run(connections, args.duration).await?;
+            eprintln!(
+                "{connections} connections, #{repetition}, {}: {:.0} req/s, p50 {:?}",
+                load.label, sample.rate, sample.p50
+            );
+            samples.push(sample);
+        }
+    }
+    Ok(samples.iter().map(|s| Summary::median_of(s)).collect())
+}
+
+/// One target's wrk script, written once its request has been answered
+/// correctly.
+struct Load {
+    label: &'static str,
+    script: PathBuf,
+    url: String,
+}
+
+impl Load {
+    async fn new(
+        setup: &Setup,
+        scratch: &Scratch,
+        file: &str,
+        label: &'static str,
+        request: Request,
+    ) -> anyhow::Result<Self> {
+        check(&setup.http, &request).await?;
+        Ok(Load {
+            label,
+            script: wrk::write_script(&scratch.0, file, &request)?,
+            url: request.url,
+        })
+    }
+
+    async fn run(&self, connections: usize, duration: Duration) -> anyhow::Result<Sample> {
+        wrk::run(self.script.clone(), self.url.clone(), connections, duration).await
+    }
+}
+
+/// Sends `request` once: it must be answered with 2xx and what it expects
+/// (for the router, a tool result that is not an error).
+async fn check(http: &reqwest::Client, request: &Request) -> anyhow::Result<()> {
+    let mut builder = http
+        .post(&request.url)
+        .header("content-type", "application/json")
+        .body(request.body_text());
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let response = builder.send().await?;
+    let status = response.status();
     let text = response.text().await?;
-    anyhow::ensure!(text.contains("\"isError\":false"), "router: {text}");
+    anyhow::ensure!(
+        status.is_success() && text.contains(request.expect),
+        "{}: HTTP {status}, expected {} in {text}",
+        request.url,
+        request.expect
+    );
+    Ok(())
+}
+
+/// The tool's arguments POSTed to the backend, directly or through nginx.
+fn backend_request(url: String) -> Request {
+    Request {
+        url,
+        headers: vec![],
+        body: arguments(),
+        expect: BACKEND_OK,
+    }
+}
+
+/// tools/call in a 2025-11-25 session initialized before: every
+/// connection shares it.
+fn session_request(base: &str, session: &str, tool: &str) -> Request {
+    Request::json_rpc(
+        format!("{base}/mcp"),
+        vec![
+            ("accept", "application/json, text/event-stream".into()),
+            ("mcp-protocol-version", "2025-11-25".into()),
+            ("mcp-session-id", session.into()),
+        ],
+        json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": tool, "arguments": arguments()}}),
+        ROUTER_OK,
+    )
+}
+
+/// The same call as a self-contained 2026-07-28 request: no session,
+/// answered as plain JSON.
+fn stateless_request(base: &str, tool: &str) -> Request {
+    Request::json_rpc(
+        format!("{base}/mcp"),
+        vec![
+            ("accept", "application/json, text/event-stream".into()),
+            ("mcp-protocol-version", "2026-07-28".into()),
+            ("mcp-method", "tools/call".into()),
+            ("mcp-name", tool.into()),
+        ],
+        json!({"jsonrpc": "2.0", "method": "tools/call", "params": {
+            "name": tool, "arguments": arguments(), "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "router-bench", "version": "0"},
+        }}}),
+        ROUTER_OK,
+    )
+}
+
+impl Setup {
+    /// Starts a router serving the published catalog with `allocator`;
+    /// returns once it is ready and the allocator is really mapped.
+    async fn start_router(&self, allocator: Allocator) -> anyhow::Result<Router> {
+        let port = mcp_operator_chaos::free_port()?;
+        let mut command = Command::new(&self.args.binary);
+        command
+            .arg("router")
+            .env(router_env::SERVER, self.server.to_string())
+            .env(router_env::LISTEN, format!("127.0.0.1:{port}"))
+            .env(redis_var::URL, &self.args.redis_url)
+            .env_remove(redis_var::CLUSTER_URLS)
+            .env(PUBLIC_KEYS_ENV, self.key.public_key().to_string())
+            .env(
+                "MCP_RESOLVE",
+                format!("{}={}", backend_host(&self.server), self.backend.ip()),
+            )
+            .env("RUST_LOG", "warn")
+            .envs(allocator.env().iter().copied())
+            .stdout(Stdio::null());
+        let preload = allocator.preload(&self.args);
+        if let Some(library) = preload {
+            anyhow::ensure!(
+                library.exists(),
+                "{} is missing (loadtest/router/install.sh installs it)",
+                library.display()
+            );
+            command.env("LD_PRELOAD", library);
+        }
+        let router = Router {
+            child: command.spawn().context("starting the router")?,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        traffic::wait_ready(&self.http, &router.base).await?;
+        if let Some(library) = preload {
+            ensure_mapped(router.child.id(), library)?;
+        }
+        Ok(router)
+    }
+}
+
+/// An `LD_PRELOAD` that did not take (a wrong path, a setuid binary) would
+/// silently measure glibc again.
+fn ensure_mapped(pid: u32, library: &Path) -> anyhow::Result<()> {
+    let real = std::fs::canonicalize(library)?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    anyhow::ensure!(
+        maps.lines().any(|l| l.ends_with(&*real.to_string_lossy())),
+        "{} is not mapped into the router (pid {pid})",
+        real.display()
+    );
     Ok(())
 }
 
@@ -298,115 +568,4 @@ async fn publish(redis_url: &str, catalog: &Catalog, key: &SigningKey) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("publishing the catalog: {e}"))?;
     Ok(())
-}
-
-/// One MCP session per worker.
-async fn initialize_sessions(
-    http: &reqwest::Client,
-    base: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut sessions = Vec::with_capacity(count);
-    for _ in 0..count {
-        sessions.push(traffic::initialize(http, base, "router-bench").await?);
-    }
-    Ok(sessions)
-}
-
-/// Runs `concurrency` workers, each sending one request after another,
-/// for `duration`; every request must succeed.
-async fn load<F, Fut>(
-    http: &reqwest::Client,
-    concurrency: usize,
-    duration: Duration,
-    request: Arc<F>,
-) -> anyhow::Result<Run>
-where
-    F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let started = Instant::now();
-    let end = started + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
-        let (http, request) = (http.clone(), request.clone());
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < end {
-                let sent = Instant::now();
-                request(http.clone(), worker).await?;
-                latencies.push(sent.elapsed());
-            }
-            anyhow::Ok(latencies)
-        });
-    }
-    let mut latencies = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        latencies.extend(done??);
-    }
-    latencies.sort();
-    Ok(Run {
-        requests: latencies.len(),
-        elapsed: started.elapsed(),
-        latencies,
-    })
-}
-
-/// Resident and peak resident memory of a process, from /proc.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} in /proc"))?;
-        let kib: u64 = line.split_whitespace().nth(1).context("a value")?.parse()?;
-        Ok(kib * 1024)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn report(args: &Args, runs: &[&Run; 3], rss: u64, peak: u64, load_average: &str) -> String {
-    let [direct, session, stateless] = *runs;
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let row = |name: &str, run: &Run| {
-        format!(
-            "| {name} | {} | {:.0} | {} | {} | {:.0} % | {} |\n",
-            run.requests,
-            run.rate(),
-            ms(run.p(0.5)),
-            ms(run.p(0.99)),
-            run.rate() / direct.rate() * 100.0,
-            ms(run.p(0.5).saturating_sub(direct.p(0.5))),
-        )
-    };
-    format!(
-        "## Router overhead\n\n\
-         `make loadtest-router` (loadtest/router): tools/call of one tool of a {tools}-tool catalog through a release \
-         `mcp-operator router` (single-node Redis), against the same JSON POST sent straight to the same backend; \
-         {concurrency} requests in flight, {secs} s each, one after the other in the same run, on the development \
-         machine (2 cores shared with other work; client, router and backend on one host). Through the router \
-         twice: 2025-11-25 with one session per worker (the answer is an SSE stream), and 2026-07-28 stateless \
-         requests (plain JSON answers). Load average of the machine after the run: {load_average}. Measured {today}.\n\n\
-         | target | requests | req/s | p50 | p99 | throughput vs direct | added p50 |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n\
-         {direct_row}{session_row}{stateless_row}\n\
-         Targets: throughput ≥ 60 % of direct, added p50 ≤ 0.5 ms.\n\n\
-         | memory | value | target |\n| --- | --- | --- |\n\
-         | router RSS with {tools} tools, after the run | {rss:.1} MiB | < 50 MiB |\n\
-         | router peak RSS | {peak:.1} MiB | |\n",
-        tools = args.tools,
-        concurrency = args.concurrency,
-        secs = args.duration.as_secs(),
-        today = today(),
-        direct_row = row("backend directly", direct),
-        session_row = row("router, 2025-11-25 session (SSE)", session),
-        stateless_row = row("router, 2026-07-28 stateless (JSON)", stateless),
-        rss = mib(rss),
-        peak = mib(peak),
-    )
 }
