@@ -141,16 +141,13 @@ async fn try_echo(client: &mcp::Client, id: u64) -> Result<Value, String> {
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    let mut events = mcp::Events::new(response);
-    while let Some(event) = events.next().await {
-        if event["id"] == id {
-            let text = event["result"]["content"][0]["text"]
-                .as_str()
-                .ok_or_else(|| format!("not a text result: {event}"))?;
-            return serde_json::from_str(text).map_err(|e| e.to_string());
-        }
-    }
-    Err("the stream ended without a response".into())
+    let event = mcp::answer(response, id)
+        .await
+        .ok_or("the stream ended without a response")?;
+    let text = event["result"]["content"][0]["text"]
+        .as_str()
+        .ok_or_else(|| format!("not a text result: {event}"))?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// Names of the pods of a Deployment that are Ready and not terminating.

@@ -130,21 +130,9 @@ impl Client {
         if let Some(session) = response.headers().get("mcp-session-id") {
             self.session = Some(session.to_str().expect("ascii").to_owned());
         }
-        let is_sse = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
-            return response.json().await.expect("a JSON-RPC response");
-        }
-        let mut events = Events::new(response);
-        while let Some(event) = events.next().await {
-            if event["id"] == id {
-                return event;
-            }
-        }
-        panic!("{method}: the stream ended without a response");
+        answer(response, id)
+            .await
+            .unwrap_or_else(|| panic!("{method}: the stream ended without a response"))
     }
 
     /// The `result` of a request that must succeed.
@@ -216,4 +204,25 @@ impl Client {
         self.result("tools/call", json!({"name": tool, "arguments": arguments}))
             .await
     }
+}
+
+/// The JSON-RPC message answering request `id`: the body when it is plain
+/// JSON (as the router answers single requests), else the matching event
+/// of the SSE stream; `None` when the stream ends without it.
+pub async fn answer(response: reqwest::Response, id: u64) -> Option<Value> {
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return response.json().await.ok();
+    }
+    let mut events = Events::new(response);
+    while let Some(event) = events.next().await {
+        if event["id"] == id {
+            return Some(event);
+        }
+    }
+    None
 }
