@@ -95,7 +95,7 @@ impl Target {
         match self {
             Target::Direct => "backend directly",
             Target::Nginx => "nginx",
-            Target::RouterSession => "router, 2025-11-25 session (SSE)",
+            Target::RouterSession => "router, 2025-11-25 session",
             Target::RouterStateless => "router, 2026-07-28 stateless (JSON)",
         }
     }

@@ -141,8 +141,8 @@ pub fn render(
          keepalive 64). The load generator is wrk, a process of its own, with {counts} connections (one wrk thread \
          per 32 connections); its Lua script checks every answer (2xx, and `\"isError\":false` from the router), \
          any other answer or socket error fails the run. Through the router twice: 2025-11-25 with one session, \
-         initialized before, shared by all connections (the answer is an SSE stream), and 2026-07-28 stateless \
-         requests (plain JSON answers). All targets in the same run, interleaved (direct, nginx, router session, \
+         initialized before, shared by all connections, and 2026-07-28 stateless \
+         requests; both answered as plain JSON (the router's direct path). All targets in the same run, interleaved (direct, nginx, router session, \
          router stateless, then again), {repetitions} × {secs} s each after a short warm-up; the tables show the \
          medians of the repetitions. To rerun after a router change: `make loadtest-router` (about 6 minutes once \
          built; `ROUTER_BENCH_FLAGS` takes `--repetitions`, `--duration`, `--connections 16,64` and \
@@ -308,7 +308,7 @@ mod tests {
         };
         let text = render(&run, &[round], memory, None);
         assert!(
-            text.contains("| throughput ≥ 80 % of nginx | 64 | router, 2025-11-25 session (SSE) | 25 % | **not met** |"),
+            text.contains("| throughput ≥ 80 % of nginx | 64 | router, 2025-11-25 session | 25 % | **not met** |"),
             "{text}"
         );
         assert!(
