@@ -59,16 +59,7 @@ async fn shared_credentials_travel_by_reference_and_are_announced() {
         }),
     )
     .await;
-    support::apply::<MCPServer>(
-        &client,
-        &ns,
-        json!({
-            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
-            "metadata": {"name": "s"},
-            "spec": {"toolSelector": {"matchLabels": {"team": "t"}}},
-        }),
-    )
-    .await;
+    support::server(&client, &ns, "s", "t").await;
     let servers: Api<MCPServer> = Api::namespaced(client.clone(), &ns);
     let message = condition(
         &servers,

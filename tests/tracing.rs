@@ -287,16 +287,7 @@ async fn controller_exports_its_reconciles() {
     support::install_crds(&client).await;
     let operator = support::operator(&client, "traced", &["--otlp-endpoint", &jaeger.otlp]).await;
     let ns = support::namespace(&client, "traced").await;
-    support::apply::<mcp_operator_api::MCPServer>(
-        &client,
-        &ns,
-        json!({
-            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
-            "metadata": {"name": "s"},
-            "spec": {"toolSelector": {"matchLabels": {"team": "t"}}},
-        }),
-    )
-    .await;
+    support::server(&client, &ns, "s", "t").await;
     let servers = kube::Api::<mcp_operator_api::MCPServer>::namespaced(client.clone(), &ns);
     support::condition(&servers, "s", "CatalogPublished", "True", "Published").await;
     // The spans leave through the flush at shutdown.

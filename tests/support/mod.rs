@@ -329,3 +329,17 @@ pub async fn operator(client: &Client, name: &str, extra: &[&str]) -> mcp_operat
     );
     operator
 }
+
+/// An MCPServer `name` selecting the tools labelled `team: <team>`.
+pub async fn server(client: &Client, namespace: &str, name: &str, team: &str) {
+    apply::<mcp_operator_api::MCPServer>(
+        client,
+        namespace,
+        serde_json::json!({
+            "apiVersion": "kubemcp.io/v1alpha1", "kind": "MCPServer",
+            "metadata": {"name": name},
+            "spec": {"toolSelector": {"matchLabels": {"team": team}}},
+        }),
+    )
+    .await;
+}

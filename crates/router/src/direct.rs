@@ -551,6 +551,15 @@ mod tests {
         panic!("the session's peer was never registered");
     }
 
+    /// Whether the direct path takes `body` with `headers`.
+    async fn planned(pair: &Pair, body: &Value, headers: &[(&str, &str)]) -> bool {
+        let request_headers = request(body, headers).headers().clone();
+        pair.planner
+            .plan(&request_headers, body.to_string().as_bytes())
+            .await
+            .is_some()
+    }
+
     #[tokio::test]
     async fn stateless_answers_are_rmcps() {
         let pair = pair().await;
@@ -561,14 +570,10 @@ mod tests {
                 (HEADER_MCP_METHOD, method),
             ];
             headers.extend(name.map(|name| (HEADER_MCP_NAME, name)));
-            let plan = pair
-                .planner
-                .plan(
-                    &request(&body, &headers).headers().clone(),
-                    body.to_string().as_bytes(),
-                )
-                .await;
-            assert!(plan.is_some(), "{method} {body} is answered directly");
+            assert!(
+                planned(&pair, &body, &headers).await,
+                "{method} {body} is answered directly"
+            );
             let direct = send(&pair.direct, request(&body, &headers)).await;
             let rmcp = send(&pair.rmcp, request(&body, &headers)).await;
             assert!(direct.2.is_some(), "{method}: a JSON-RPC answer");
@@ -586,13 +591,8 @@ mod tests {
                 (HEADER_SESSION_ID, id.as_str()),
                 (HEADER_MCP_PROTOCOL_VERSION, "2025-11-25"),
             ];
-            let raw = body.to_string();
-            let request_headers = request(&body, &headers).headers().clone();
             assert!(
-                pair.planner
-                    .plan(&request_headers, raw.as_bytes())
-                    .await
-                    .is_some(),
+                planned(&pair, &body, &headers).await,
                 "{method} {body} is answered directly"
             );
             let (direct_status, direct_type, direct) =
@@ -704,13 +704,8 @@ mod tests {
             ),
         ];
         for (case, body, headers) in cases {
-            let raw = body.to_string();
-            let request_headers = request(&body, &headers).headers().clone();
             assert!(
-                pair.planner
-                    .plan(&request_headers, raw.as_bytes())
-                    .await
-                    .is_none(),
+                !planned(&pair, &body, &headers).await,
                 "{case}: left to rmcp"
             );
             let direct = send(&pair.direct, request(&body, &headers)).await;
