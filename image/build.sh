@@ -16,10 +16,8 @@ archive=${3:?usage: build.sh BINARY IMAGE ARCHIVE}
 
 if ! command -v buildah >/dev/null; then
   echo "build.sh: installing Debian's buildah" >&2
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends buildah >&2
+  . "$here/../tests/testenv/debian.sh"
+  debian_install buildah
 fi
 
 out=$(mkdir -p "$(dirname "$archive")" && cd "$(dirname "$archive")" && pwd)

@@ -29,9 +29,8 @@ if [ ! -e "$policy" ]; then
   "${sudo[@]}" chmod +x "$policy"
   trap '"${sudo[@]}" rm -f "$policy"' EXIT
 fi
-"${sudo[@]}" apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
-  -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >&2
+. "$(dirname "$0")/../../tests/testenv/debian.sh"
+debian_install "${missing[@]}"
 if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
   "${sudo[@]}" systemctl disable --quiet nginx.service >/dev/null 2>&1 || true
 fi

@@ -12,6 +12,7 @@
 #   demo.sh down   stop everything the demo started and remove its state
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/testenv/debian.sh"
 state="$root/.demo"
 namespace=mcp-examples # set by manifests/examples
 server=weather         # manifests/examples/server.yaml
@@ -79,7 +80,7 @@ rpc() {
 # built once.
 python_archive() {
   local python stdlib hash
-  [ -x /usr/bin/python3 ] || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq python3 >&2
+  [ -x /usr/bin/python3 ] || debian_install python3
   python=$(readlink -f /usr/bin/python3)
   stdlib=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
   hash=$(sha256sum "$python" | cut -c1-16)

@@ -71,7 +71,7 @@ node_ip() {
 ip=$(node_ip)
 
 install() {
-  local missing=() sudo=()
+  local missing=()
   command -v containerd >/dev/null || missing+=(containerd)
   command -v runc >/dev/null || missing+=(runc)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
@@ -79,9 +79,7 @@ install() {
   command -v unshare >/dev/null || missing+=(util-linux)
   [ "${#missing[@]}" -eq 0 ] && return
   log "installing Debian's ${missing[*]}"
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >&2
+  debian_install "${missing[@]}"
 }
 
 testenv_binary() { "$here/controlplane.sh" binary; }
@@ -113,6 +111,7 @@ program_image() { echo "testenv.local/$1:1"; }
 
 # alive, start, wait_for
 . "$here/processes.sh"
+. "$here/debian.sh"
 
 # in_node COMMAND...: COMMAND in the node's mount namespace.
 in_node() { nsenter --target "$(cat "$state/holder.pid")" --mount -- "$@"; }

@@ -30,6 +30,7 @@
 #   TESTENV_REDIS_TLS_PORT           the TLS node (default: single node + 1)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/debian.sh"
 state="${TESTENV_DIR:-$here/../../.testenv}/redis"
 single_port="${TESTENV_REDIS_PORT:-16379}"
 base="${TESTENV_REDIS_CLUSTER_BASE_PORT:-17000}"
@@ -48,10 +49,7 @@ password() { cat "$password_file" 2>/dev/null || true; }
 install() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
   log "installing Debian's redis-server and redis-tools"
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq redis-server redis-tools >&2
+  debian_install redis-server redis-tools
 }
 
 # The password travels in REDISCLI_AUTH, not on a command line.
