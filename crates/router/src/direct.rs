@@ -349,14 +349,15 @@ fn plain_header_is(headers: &HeaderMap, name: &str, expected: &str) -> bool {
 
 /// rmcp answers only clients that accept both JSON and SSE and send JSON.
 fn json_both_ways(headers: &HeaderMap) -> bool {
-    let accepted: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|media| media.split(';').next().unwrap_or("").trim())
-        .collect();
-    let accepts = |wanted: &str| accepted.iter().any(|m| m.eq_ignore_ascii_case(wanted));
+    let accepted = || {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|media| media.split(';').next().unwrap_or("").trim())
+    };
+    let accepts = |wanted: &str| accepted().any(|m| m.eq_ignore_ascii_case(wanted));
     let sends_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
